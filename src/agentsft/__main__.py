@@ -1,0 +1,5 @@
+import sys
+
+from agentsft.cli import main
+
+sys.exit(main())

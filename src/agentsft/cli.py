@@ -1,0 +1,144 @@
+"""The ``agentsft`` command: one verb per stage of the pipeline.
+
+    agentsft data check|preview|stats|convert   look at data before training on it
+
+Errors the user can fix print as one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from agentsft import __version__
+from agentsft.data.readers import FORMATS
+from agentsft.data.templates import POLICIES, TEMPLATES
+from agentsft.data.tokenize import TRUNCATION
+from agentsft.errors import AgentsftError
+from agentsft.models import DEFAULT_MODEL
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def add_reading(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="auto", choices=("auto",) + FORMATS,
+                   help="data format (default: detected from the first records)")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="skip invalid records, count and list them, instead of stopping at the first")
+
+
+def add_rendering(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model whose tokenizer is used: hub id, local folder, or {DEFAULT_MODEL} "
+                        "(the packaged default)")
+    p.add_argument("--template", default="auto", choices=TEMPLATES,
+                   help="agent template: auto picks native when the tokenizer's chat template "
+                        "renders tools, else hermes")
+    p.add_argument("--policy", default="assistant", choices=POLICIES,
+                   help="which turns are trained: every assistant turn (default), the last "
+                        "assistant turn, or all text; a message's train flag overrides")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a hub tokenizer to run its own code (off by default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentsft", description="Fine-tune open language models into tool-using agents.")
+    parser.add_argument("--version", action="version", version=f"agentsft {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    data = verbs.add_parser("data", help="check, preview, measure and convert conversation data",
+                            description="Look at conversation data before training on it.")
+    sub = data.add_subparsers(dest="action", metavar="ACTION")
+
+    p = sub.add_parser("check", help="validate files; count conversations, turns, calls, tools",
+                       description="Validate data files and count what they hold. Exit 0 when "
+                                   "clean, 2 at the first invalid record (unless --skip-invalid).")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    add_reading(p)
+
+    p = sub.add_parser("preview", help="show rendered examples with the trained tokens marked",
+                       description="Render examples with the agent template and mark the tokens "
+                                   "in the loss: green on a terminal, [[...]] otherwise.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-n", type=int, default=3, help="how many examples (0: all; default 3)")
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object per example: {"tokens", "ids", "trained"}')
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    add_reading(p)
+    add_rendering(p)
+
+    p = sub.add_parser("stats", help="token lengths, trained share, what a max length would cut",
+                       description="Token-length percentiles, the trained-token share and a "
+                                   "histogram; with --max-length, how many examples it would "
+                                   "drop or truncate.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--max-length", type=positive_int, default=None, metavar="L")
+    add_reading(p)
+    add_rendering(p)
+
+    p = sub.add_parser("convert", help="convert any supported format to OpenAI JSONL",
+                       description="Read files in any supported format and write OpenAI-style "
+                                   "JSONL (messages + tools).")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--to", default="openai", choices=("openai",))
+    p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    add_reading(p)
+    return parser
+
+
+def tokenizer_and_template(args):
+    from agentsft.data.templates import get_template
+    from agentsft.models import load_tokenizer
+    tok = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+    return tok, get_template(args.template, tok)
+
+
+def run_data(args, parser) -> int:
+    from agentsft.data import inspect
+    if args.action == "check":
+        return inspect.check(args.files, args.format, args.skip_invalid)
+    if args.action == "convert":
+        return inspect.convert(args.files, args.to, args.output, args.format, args.skip_invalid)
+    if args.action in ("preview", "stats"):
+        tok, template = tokenizer_and_template(args)
+        if args.action == "stats":
+            return inspect.stats(args.file, tok, template, args.policy, args.format,
+                                 args.skip_invalid, args.max_length)
+        color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
+                                           and not os.environ.get("NO_COLOR"))
+        return inspect.preview(args.file, args.n, tok, template, args.policy, args.format,
+                               args.skip_invalid, args.json, color)
+    parser.parse_args(["data", "--help"])
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.verb == "data":
+            return run_data(args, parser)
+        parser.print_help()
+        return 2
+    except AgentsftError as e:
+        print(f"agentsft: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("agentsft: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

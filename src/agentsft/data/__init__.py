@@ -1,0 +1,1 @@
+"""Conversations: the schema, readers for common formats, agent templates, tokenization."""

@@ -1,0 +1,234 @@
+"""The ``agentsft data`` verbs: check, preview, stats, convert.
+
+Each takes parsed options, prints for people (or JSON for programs), and
+returns an exit code. Errors the user can fix are raised as DataError and
+printed by the CLI as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from typing import Any, TextIO
+
+from agentsft.data.readers import ReadReport, read_conversations
+from agentsft.data.schema import Conversation
+from agentsft.data.templates import Rendered
+from agentsft.data.tokenize import EncodeReport, Example, encode_conversations
+
+SHOWN = 20  # list at most this many warnings / skipped records, then a count
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def say(text: str = "", file: TextIO | None = None) -> None:
+    print(text, file=file or sys.stdout, flush=True)
+
+
+def report_left_out(read: ReadReport, enc: EncodeReport | None = None,
+                    file: TextIO = sys.stderr) -> None:
+    """Everything skipped or dropped, counted and listed (stderr, so JSON output stays clean)."""
+    skipped = list(read.skipped) + (enc.skipped if enc else [])
+    if skipped:
+        say(f"skipped {len(skipped)} invalid record(s):", file)
+        for e in skipped[:SHOWN]:
+            say(f"  {e}", file)
+        if len(skipped) > SHOWN:
+            say(f"  ... and {len(skipped) - SHOWN} more", file)
+    if enc and enc.dropped:
+        say(f"dropped {len(enc.dropped)} example(s) longer than --max-length "
+            f"(first: {enc.dropped[0]}); use --truncation truncate to keep them", file)
+    if enc and enc.truncated:
+        say(f"truncated {len(enc.truncated)} example(s) to --max-length "
+            f"(first: {enc.truncated[0]})", file)
+
+
+# ---------------------------------------------------------------------------
+# check
+
+
+def counts(convs: list[Conversation]) -> dict[str, Any]:
+    roles = Counter(m.role for c in convs for m in c.messages)
+    tools = {t.name for c in convs for t in c.tools or ()}
+    return {
+        "conversations": len(convs),
+        "messages": sum(roles.values()),
+        "roles": dict(roles),
+        "tool_calls": sum(len(m.tool_calls) for c in convs for m in c.messages),
+        "tools": len(tools),
+    }
+
+
+def summary(c: dict[str, Any]) -> str:
+    return ", ".join(plural(c[k], w) for k, w in (
+        ("conversations", "conversation"), ("messages", "turn"), ("tool_calls", "tool call"),
+        ("tools", "tool")))
+
+
+def check(paths: list[str], format: str, skip_invalid: bool) -> int:
+    """Counts per file, then warnings and skipped records. Exit 0, or 2 on the first error."""
+    total = ReadReport()
+    for path in paths:
+        read = read_conversations(path, format, skip_invalid)
+        c = counts(read.conversations)
+        roles = ", ".join(f"{n} {r}" for r, n in sorted(c["roles"].items()))
+        say(f"{path} ({read.formats[path]}): {summary(c)} ({roles or 'none'})")
+        total.conversations += read.conversations
+        total.warnings += read.warnings
+        total.skipped += read.skipped
+    if len(paths) > 1:
+        c = counts(total.conversations)
+        say(f"total: {summary(c)}")
+    for w in total.warnings[:SHOWN]:
+        say(f"warning: {w}")
+    if len(total.warnings) > SHOWN:
+        say(f"... and {len(total.warnings) - SHOWN} more warnings")
+    report_left_out(total, file=sys.stdout)
+    warned = plural(len(total.warnings), "warning")
+    say(f"{warned}, {plural(len(total.skipped), 'invalid record')} skipped" if skip_invalid
+        else f"{warned}, no errors")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# preview
+
+GREEN, DIM, RESET = "\x1b[1;32m", "\x1b[2m", "\x1b[0m"
+
+
+def token_pieces(rendered: Rendered, ex: Example) -> list[str]:
+    """The text of each token, cut from the rendered text by its offsets."""
+    return [rendered.text[s:e] for s, e in ex.offsets]
+
+
+def highlighted(pieces: list[str], trained: list[int], color: bool) -> str:
+    """The text with trained runs marked: green on a terminal, ``[[...]]`` otherwise."""
+    out, inside = [], False
+    on, off = (GREEN, DIM) if color else ("[[", "]]")
+    if color:
+        out.append(DIM)
+    for text, t in zip(pieces, trained):
+        if t and not inside:
+            out.append(on)
+        elif not t and inside:
+            out.append(off)
+        inside = bool(t)
+        out.append(text)
+    if inside and not color:
+        out.append(off)
+    if color:
+        out.append(RESET)
+    return "".join(out)
+
+
+def preview(path: str, n: int, tokenizer: Any, template, policy: str, format: str,
+            skip_invalid: bool, as_json: bool, color: bool) -> int:
+    read = read_conversations(path, format, skip_invalid)
+    convs = read.conversations[:n] if n > 0 else read.conversations
+    enc = encode_conversations(convs, tokenizer, template, policy, skip_invalid=skip_invalid)
+    report_left_out(read, enc)
+    by_source = {e.source: e for e in enc.examples}
+    if not as_json:
+        legend = (f"{GREEN}trained{RESET} {DIM}masked{RESET}" if color
+                  else "[[trained]] masked")
+        say(f"{path}: {len(read.conversations)} conversations, showing {len(by_source)} "
+            f"(template {template.name}, policy {policy}; {legend})")
+    for conv in convs:
+        ex = by_source.get(conv.source)
+        if ex is None:
+            continue
+        rendered = template.render(conv, policy)
+        pieces = token_pieces(rendered, ex)
+        if as_json:
+            say(json.dumps({"source": ex.source, "tokens": pieces, "ids": ex.input_ids,
+                            "trained": ex.trained}, ensure_ascii=False))
+            continue
+        share = 100 * ex.n_trained / max(len(ex), 1)
+        say(f"\n── {ex.source} · {len(ex)} tokens, {ex.n_trained} trained ({share:.1f}%) ──")
+        say(highlighted(pieces, ex.trained, color))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# stats
+
+
+def percentile(sorted_values: list[int], q: float) -> int:
+    if not sorted_values:
+        return 0
+    k = min(len(sorted_values) - 1, max(0, round(q / 100 * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def histogram(values: list[int], bins: int = 12, width: int = 40, mark: int | None = None) -> list[str]:
+    """Text bars of the length distribution; the bin holding ``mark`` is flagged."""
+    lo, hi = min(values), max(values)
+    step = max(1, -(-(hi - lo + 1) // bins))
+    edges = list(range(lo, hi + 1, step))
+    counts_ = [sum(1 for v in values if e <= v < e + step) for e in edges]
+    top = max(counts_) or 1
+    lines = []
+    for e, c in zip(edges, counts_):
+        flag = "  <- max length" if mark is not None and e <= mark < e + step else ""
+        lines.append(f"  {e:>6}-{e + step - 1:<6} {'#' * round(width * c / top):<{width}} {c}{flag}")
+    return lines
+
+
+def stats(path: str, tokenizer: Any, template, policy: str, format: str, skip_invalid: bool,
+          max_length: int | None) -> int:
+    read = read_conversations(path, format, skip_invalid)
+    enc = encode_conversations(read.conversations, tokenizer, template, policy,
+                               skip_invalid=skip_invalid)
+    report_left_out(read, enc)
+    lengths = sorted(len(e) for e in enc.examples)
+    if not lengths:
+        say(f"{path}: no usable examples")
+        return 0
+    tokens = sum(lengths)
+    trained = sum(e.n_trained for e in enc.examples)
+    say(f"{path}: {len(lengths)} examples, {tokens} tokens, {trained} trained "
+        f"({100 * trained / tokens:.1f}%) [template {template.name}, policy {policy}]")
+    qs = "  ".join(f"p{q}={percentile(lengths, q)}" for q in (50, 90, 95, 99))
+    say(f"tokens per example: min={lengths[0]}  {qs}  max={lengths[-1]}  "
+        f"mean={tokens / len(lengths):.1f}")
+    if max_length is not None:
+        over = [n for n in lengths if n > max_length]
+        lost = sum(n - max_length for n in over)
+        say(f"at --max-length {max_length}: {len(over)} example(s) longer; "
+            f"truncation drop would leave them out, truncate would cut {lost} tokens")
+    say("length histogram (tokens):")
+    for line in histogram(lengths, mark=max_length):
+        say(line)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# convert
+
+
+def convert(paths: list[str], to: str, out: str, format: str, skip_invalid: bool) -> int:
+    read = read_conversations(paths, format, skip_invalid)
+    report_left_out(read)
+    write_jsonl(out, (c.to_dict() for c in read.conversations))
+    say(f"wrote {len(read.conversations)} conversations to {out} ({to})")
+    return 0
+
+
+def write_jsonl(path: str, records) -> None:
+    """One JSON object a line, written to a temporary file and renamed into place."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".convert.", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

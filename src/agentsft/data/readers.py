@@ -1,0 +1,381 @@
+"""Readers: JSON / JSONL files in common conversation formats -> :class:`Conversation`.
+
+Formats (``auto`` detects from the first records of each file):
+
+- ``openai``   ``{"messages": [...], "tools": [...]}``
+- ``sharegpt`` ``{"conversations": [{"from": "human", "value": ...}, ...], "tools": ...}``
+- ``alpaca``   ``{"instruction", "input", "output", "system", "history"}``
+- ``lima``     ``{"conversations": ["user text", "assistant text", ...]}``
+- ``msagent``  ``{"conversations": [{"from": "assistant", "value": "<|startofthink|>..."}]}``
+
+Every error names ``file:line``, the field and the fix. By default the first
+invalid record raises; with ``skip_invalid`` it is skipped and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentsft.data.schema import (
+    Conversation, DataError, Message, ToolCall, conversation_from_dict, expect, parse_arguments,
+    parse_tools, short, validate,
+)
+
+FORMATS = ("openai", "sharegpt", "alpaca", "lima", "msagent")
+
+THINK_OPEN, THINK_CLOSE = "<|startofthink|>", "<|endofthink|>"
+EXEC_OPEN, EXEC_CLOSE = "<|startofexec|>", "<|endofexec|>"
+
+
+@dataclass
+class ReadReport:
+    """What came out of reading: the valid conversations and everything left out."""
+
+    conversations: list[Conversation] = field(default_factory=list)
+    skipped: list[DataError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)
+    """File -> the format it was read as."""
+
+
+def read_conversations(paths: str | os.PathLike | list, format: str = "auto",
+                       skip_invalid: bool = False) -> ReadReport:
+    """Read and validate every record of ``paths``.
+
+    Raises the first :class:`DataError` unless ``skip_invalid``, in which case
+    invalid records are counted in ``report.skipped`` and all valid ones kept.
+    """
+    if format != "auto" and format not in FORMATS:
+        raise DataError(f"unknown format {format!r}", field="--format",
+                        fix=f"use auto or one of {', '.join(FORMATS)}")
+    report = ReadReport()
+    for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
+        read_file(os.fspath(path), format, skip_invalid, report)
+    return report
+
+
+def read_file(path: str, format: str, skip_invalid: bool, report: ReadReport) -> None:
+    records = list(iter_records(path, report if skip_invalid else None))
+    fmt = format if format != "auto" else detect_format(path, [r for _, r in records])
+    report.formats[path] = fmt
+    reader = READERS[fmt]
+    for line, raw in records:
+        where = f"{path}:{line}"
+        try:
+            conv = reader(raw)
+            conv.source = where
+            report.warnings.extend(f"{where}: {w}" for w in validate(conv))
+        except DataError as e:
+            e.at(where)
+            if not skip_invalid:
+                raise
+            report.skipped.append(e)
+            continue
+        report.conversations.append(conv)
+
+
+# ---------------------------------------------------------------------------
+# Files: JSONL (one record a line) or JSON (a list of records, or one record).
+
+
+def iter_records(path: str, report: ReadReport | None) -> Iterator[tuple[int, Any]]:
+    """``(line, record)`` for every record; invalid JSON raises, or is reported when ``report``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise DataError("file not found", where=path, fix="check the path") from None
+    except IsADirectoryError:
+        raise DataError("is a directory", where=path, fix="pass the data files inside it") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start})", where=path,
+                        fix="save the file as UTF-8 JSON or JSONL") from None
+    body = text.lstrip("\ufeff")
+    start = len(body) - len(body.lstrip())
+    if body[start:start + 1] == "[":
+        yield from json_array(path, body, start)
+        return
+    if path.endswith(".json"):
+        try:
+            yield text_line(body, start), json.loads(body)
+            return
+        except json.JSONDecodeError:
+            pass  # perhaps JSONL with a .json name: read it line by line
+    for n, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            err = DataError(f"invalid JSON: {e.msg} (column {e.colno})", where=f"{path}:{n}",
+                            fix="write one complete JSON object per line")
+            if report is None:
+                raise err from None
+            report.skipped.append(err)
+
+
+def json_array(path: str, text: str, pos: int) -> Iterator[tuple[int, Any]]:
+    """The elements of a top-level JSON array, each with the line it starts on."""
+    decoder = json.JSONDecoder()
+    pos += 1
+    while True:
+        pos = skip_space(text, pos)
+        if text[pos:pos + 1] == "]":
+            return
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON: {e.msg} (column {e.colno})",
+                            where=f"{path}:{e.lineno}", fix="fix the JSON syntax") from None
+        yield text_line(text, pos), value
+        pos = skip_space(text, end)
+        if text[pos:pos + 1] == ",":
+            pos += 1
+        elif text[pos:pos + 1] != "]":
+            raise DataError("invalid JSON (expected ',' or ']' after a record)",
+                            where=f"{path}:{text_line(text, pos)}", fix="fix the JSON syntax")
+
+
+def skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def text_line(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+# ---------------------------------------------------------------------------
+# Format detection.
+
+
+def detect_format(path: str, records: list[Any]) -> str:
+    """The format of a file, judged from its first records."""
+    sample = [r for r in records[:200] if isinstance(r, dict)]
+    for r in sample:
+        if "messages" in r:
+            return "openai"
+        if "instruction" in r and "output" in r:
+            return "alpaca"
+        conv = r.get("conversations")
+        if isinstance(conv, list) and conv:
+            if all(isinstance(t, str) for t in conv):
+                return "lima"
+            if any(isinstance(t, dict) and THINK_OPEN in str(t.get("value", "")) for t in conv):
+                return "msagent"
+    for r in sample:
+        conv = r.get("conversations")
+        if isinstance(conv, list) and conv and isinstance(conv[0], dict) and "from" in conv[0]:
+            return "sharegpt"
+    if not records:
+        return "openai"  # an empty file: nothing to read, any reader will do
+    keys = sorted(sample[0]) if sample else []
+    raise DataError(f"cannot tell the data format (first record has keys {keys})", where=path,
+                    fix=f"pass --format with one of {', '.join(FORMATS)}")
+
+
+# ---------------------------------------------------------------------------
+# One function per format: raw record -> Conversation.
+
+
+def from_openai(raw: Any) -> Conversation:
+    return conversation_from_dict(raw)
+
+
+SHAREGPT_ROLES = {
+    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+    "system": "system", "function_call": "call", "tool_call": "call",
+    "observation": "tool", "tool": "tool", "function": "tool", "tool_response": "tool",
+}
+
+
+def from_sharegpt(raw: Any) -> Conversation:
+    expect(raw, dict, "record", 'write each record as {"conversations": [...]}')
+    turns = expect(raw.get("conversations"), list, "conversations", "use a list of turns")
+    messages: list[Message] = []
+    if raw.get("system"):
+        messages.append(Message("system", expect(raw["system"], str, "system", "use a string")))
+    for i, turn in enumerate(turns):
+        f = f"conversations[{i}]"
+        who, value, train = turn_fields(turn, f)
+        role = SHAREGPT_ROLES.get(who)
+        if role is None:
+            raise DataError(f"unknown role {short(who)}", field=f"{f}.from",
+                            fix=f"use one of {', '.join(SHAREGPT_ROLES)}")
+        if role == "call":
+            messages.append(Message("assistant", "", sharegpt_calls(value, f"{f}.value"), train=train))
+        else:
+            messages.append(Message(role, value, train=train))
+    conv = Conversation(messages, tools=parse_tools(raw.get("tools")))
+    name_tool_results(conv)
+    return conv
+
+
+def sharegpt_calls(value: str, field: str) -> list[ToolCall]:
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise DataError(f"function_call value is not JSON ({e.msg})", field=field,
+                        fix='write it as {"name": ..., "arguments": {...}}') from None
+    calls = []
+    for j, c in enumerate(data if isinstance(data, list) else [data]):
+        expect(c, dict, field, 'write it as {"name": ..., "arguments": {...}}')
+        name = c.get("name")
+        if not isinstance(name, str) or not name:
+            raise DataError("function_call has no name", field=field, fix="name the tool called")
+        calls.append(ToolCall(name, parse_arguments(c.get("arguments", {}), field)))
+    return calls
+
+
+def name_tool_results(conv: Conversation) -> None:
+    """Give each tool result the name of the call it answers, in call order."""
+    pending: list[ToolCall] = []
+    for m in conv.messages:
+        if m.role == "assistant":
+            pending = list(m.tool_calls)
+        elif m.role == "tool" and pending:
+            call = pending.pop(0)
+            m.name = m.name or call.name
+            m.tool_call_id = m.tool_call_id or call.id
+
+
+def from_alpaca(raw: Any) -> Conversation:
+    expect(raw, dict, "record", 'write each record as {"instruction": ..., "output": ...}')
+    instruction = expect(raw.get("instruction"), str, "instruction", "use a string")
+    extra = expect(raw.get("input") or "", str, "input", "use a string")
+    output = expect(raw.get("output"), str, "output", "use a string")
+    messages = []
+    if raw.get("system"):
+        messages.append(Message("system", expect(raw["system"], str, "system", "use a string")))
+    for i, pair in enumerate(expect(raw.get("history") or [], list, "history",
+                                    "use a list of [question, answer] pairs")):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise DataError(f"expected a [question, answer] pair, got {short(pair)}",
+                            field=f"history[{i}]", fix="use two strings per history entry")
+        messages += [Message("user", pair[0]), Message("assistant", pair[1])]
+    prompt = f"{instruction}\n\n{extra}" if extra else instruction
+    messages += [Message("user", prompt), Message("assistant", output)]
+    return Conversation(messages)
+
+
+def from_lima(raw: Any) -> Conversation:
+    expect(raw, dict, "record", 'write each record as {"conversations": ["question", "answer"]}')
+    turns = expect(raw.get("conversations"), list, "conversations", "use a list of strings")
+    messages = []
+    for i, text in enumerate(turns):
+        expect(text, str, f"conversations[{i}]", "use strings alternating user / assistant")
+        messages.append(Message("user" if i % 2 == 0 else "assistant", text))
+    return Conversation(messages)
+
+
+def from_msagent(raw: Any) -> Conversation:
+    expect(raw, dict, "record", 'write each record as {"conversations": [{"from": ..., "value": ...}]}')
+    turns = expect(raw.get("conversations"), list, "conversations", "use a list of turns")
+    messages: list[Message] = []
+    for i, turn in enumerate(turns):
+        f = f"conversations[{i}]"
+        who, value, train = turn_fields(turn, f)
+        if who not in ("system", "user", "assistant"):
+            raise DataError(f"unknown role {short(who)}", field=f"{f}.from",
+                            fix="use system, user or assistant")
+        if who == "assistant":
+            produced = parse_msagent_turn(value, f"{f}.value")
+            for m in produced:
+                if m.role == "assistant":
+                    m.train = train
+            messages += produced
+        else:
+            messages.append(Message(who, value, train=train))
+    return Conversation(messages)
+
+
+def turn_fields(turn: Any, field: str) -> tuple[Any, str, bool | None]:
+    expect(turn, dict, field, 'use {"from": ..., "value": ...}')
+    value = expect(turn.get("value"), str, f"{field}.value", "use a string")
+    train = turn.get("train")
+    if train is not None:
+        expect(train, bool, f"{field}.train", "use true or false (not a string)")
+    return turn.get("from"), value, train
+
+
+MSAGENT_BLOCK = re.compile(
+    re.escape(THINK_OPEN) + r"(.*?)" + re.escape(THINK_CLOSE) + "|"
+    + re.escape(EXEC_OPEN) + r"(.*?)" + re.escape(EXEC_CLOSE), re.S)
+
+
+def parse_msagent_turn(value: str, field: str) -> list[Message]:
+    """An assistant value with think/exec blocks -> assistant calls, tool results, summary."""
+    out: list[Message] = []
+    current = Message("assistant")
+    pos = 0
+    for m in MSAGENT_BLOCK.finditer(value):
+        text = value[pos:m.start()].strip()
+        check_unmatched(text, field)
+        if text:
+            if current.tool_calls:  # text after calls without results: new assistant message
+                out.append(current)
+                current = Message("assistant")
+            current.content = f"{current.content}\n{text}".strip() if current.content else text
+        if m.group(1) is not None:
+            current.tool_calls.append(msagent_call(m.group(1), field))
+        else:
+            if current.content or current.tool_calls:
+                out.append(current)
+                current = Message("assistant")
+            if not any(x.tool_calls for x in out):
+                raise DataError("exec block with no think block (tool call) before it",
+                                field=field, fix=f"put a {THINK_OPEN} call before each {EXEC_OPEN}")
+            out.append(Message("tool", strip_fence(m.group(2))))
+        pos = m.end()
+    tail = value[pos:].strip()
+    check_unmatched(tail, field)
+    if tail:
+        if current.tool_calls:
+            out.append(current)
+            current = Message("assistant")
+        current.content = tail
+    if current.content or current.tool_calls:
+        out.append(current)
+    return out
+
+
+def check_unmatched(text: str, field: str) -> None:
+    for marker in (THINK_OPEN, THINK_CLOSE, EXEC_OPEN, EXEC_CLOSE):
+        if marker in text:
+            raise DataError(f"unmatched {marker}", field=field,
+                            fix="close every <|startofthink|> / <|startofexec|> block")
+
+
+def strip_fence(text: str) -> str:
+    """The body of a ```JSON ... ``` fence (or the text itself when unfenced)."""
+    text = text.strip()
+    m = re.fullmatch(r"```[A-Za-z]*\s*\n?(.*?)\n?\s*```", text, re.S)
+    return m.group(1).strip() if m else text
+
+
+def msagent_call(block: str, field: str) -> ToolCall:
+    body = strip_fence(block)
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise DataError(f"tool call is not valid JSON ({e.msg})", field=field,
+                        fix='write {"api_name": ..., "parameters": {...}} inside the think block') from None
+    expect(data, dict, field, 'write {"api_name": ..., "parameters": {...}}')
+    name = data.get("api_name", data.get("name"))
+    if not isinstance(name, str) or not name:
+        raise DataError("tool call has no api_name", field=field, fix="add the api_name")
+    args = parse_arguments(data.get("parameters", data.get("arguments", {})), f"{field}.parameters")
+    extra = {k: v for k, v in data.items() if k not in ("api_name", "name", "parameters", "arguments")}
+    return ToolCall(name, args, extra=extra)
+
+
+READERS: dict[str, Callable[[Any], Conversation]] = {
+    "openai": from_openai, "sharegpt": from_sharegpt, "alpaca": from_alpaca,
+    "lima": from_lima, "msagent": from_msagent,
+}

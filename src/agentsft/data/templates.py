@@ -1,0 +1,403 @@
+"""Agent templates: how a conversation becomes the text a model trains on and generates.
+
+Each template renders a :class:`Conversation` into text *and* the character
+spans of every message's body (what the model itself would write for it),
+so the loss mask comes from roles, never from searching the rendered text.
+The same object parses the model's tool calls back out of generated text, so
+training and inference cannot drift apart.
+
+- ``hermes``  ChatML turns; tools listed in the system turn; calls as
+  ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``; results in a
+  ``tool`` turn as ``<tool_response>...</tool_response>``.
+- ``msagent`` the ModelScope tool-agent layout: ``<|startofthink|>`` calls and
+  ``<|startofexec|>`` results inside one assistant turn.
+- ``native``  the tokenizer's own chat template (spans found by rendering
+  message prefixes).
+- ``auto``    ``native`` when the tokenizer's template renders tools, else ``hermes``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from agentsft.data.readers import (
+    EXEC_CLOSE, EXEC_OPEN, THINK_CLOSE, THINK_OPEN, msagent_call,
+)
+from agentsft.data.schema import (
+    Conversation, DataError, Message, ToolCall, message_to_dict, parse_arguments,
+)
+from agentsft.errors import AgentsftError
+
+TEMPLATES = ("auto", "native", "hermes", "msagent")
+POLICIES = ("assistant", "last", "all")
+
+
+class CallParseError(AgentsftError):
+    """Generated text holds a tool call that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The characters ``text[start:end]`` are the body of message ``message``."""
+
+    start: int
+    end: int
+    message: int
+
+
+@dataclass
+class Rendered:
+    text: str
+    segments: list[Segment]
+    spans: list[tuple[int, int]]
+    """Trained character spans under the loss policy used to render."""
+
+    def trained_text(self) -> list[str]:
+        return [self.text[s:e] for s, e in self.spans]
+
+
+Piece = tuple[str, "int | None"]  # text, and the message it is the body of (None: scaffolding)
+
+
+class AgentTemplate:
+    """Base: subclasses turn a conversation into tagged pieces and parse calls back."""
+
+    name = "base"
+    stop: tuple[str, ...] = ()
+    """Strings that end a generation step (end of turn, or end of the calls)."""
+
+    def pieces(self, conv: Conversation, add_generation_prompt: bool) -> list[Piece]:
+        raise NotImplementedError
+
+    def parse_calls(self, text: str) -> list[ToolCall]:
+        raise NotImplementedError
+
+    def render(self, conv: Conversation, policy: str = "assistant",
+               add_generation_prompt: bool = False) -> Rendered:
+        """The text of ``conv`` and its trained character spans under ``policy``."""
+        parts, segments, pos = [], [], 0
+        for text, msg in self.pieces(conv, add_generation_prompt):
+            if msg is not None and text:
+                segments.append(Segment(pos, pos + len(text), msg))
+            parts.append(text)
+            pos += len(text)
+        full = "".join(parts)
+        return Rendered(full, segments, trained_spans(full, segments, conv, policy))
+
+    def prompt(self, conv: Conversation) -> str:
+        """The text a model continues to write the next assistant turn."""
+        return self.render(conv, add_generation_prompt=True).text
+
+
+def trained_messages(conv: Conversation, policy: str = "assistant") -> set[int]:
+    """Indices of the messages whose bodies are trained under ``policy``.
+
+    ``assistant``: every assistant message (its text, calls and end of turn);
+    ``last``: the assistant messages after the last user message (the final
+    turn, calls included; tool results stay masked); ``all``: every message.
+    A message's ``train`` flag overrides the policy either way.
+    """
+    if policy not in POLICIES:
+        raise DataError(f"unknown loss policy {policy!r}", field="--policy",
+                        fix=f"use one of {', '.join(POLICIES)}")
+    msgs = conv.messages
+    if policy == "all":
+        chosen = set(range(len(msgs)))
+    else:
+        first = 0
+        if policy == "last":
+            users = [i for i, m in enumerate(msgs) if m.role == "user"]
+            first = users[-1] + 1 if users else 0
+        chosen = {i for i, m in enumerate(msgs) if m.role == "assistant" and i >= first}
+    chosen |= {i for i, m in enumerate(msgs) if m.train is True}
+    return {i for i in chosen if msgs[i].train is not False}
+
+
+def trained_spans(text: str, segments: list[Segment], conv: Conversation,
+                  policy: str) -> list[tuple[int, int]]:
+    keep = trained_messages(conv, policy)
+    if policy == "all":
+        # Scaffolding (role headers) is trained too; only train=false bodies are cut out.
+        cut = sorted((s.start, s.end) for s in segments if s.message not in keep)
+        spans, pos = [], 0
+        for s, e in cut:
+            if s > pos:
+                spans.append((pos, s))
+            pos = max(pos, e)
+        if pos < len(text):
+            spans.append((pos, len(text)))
+        return spans
+    return [(s.start, s.end) for s in segments if s.message in keep]
+
+
+# ---------------------------------------------------------------------------
+# hermes: ChatML with <tool_call> / <tool_response>.
+
+TOOLS_PREAMBLE = (
+    "# Tools\n\n"
+    "You can call the functions described below. Their signatures are listed inside "
+    "<tools></tools>:\n<tools>\n{tools}\n</tools>\n\n"
+    "To call a function, reply with a JSON object inside <tool_call></tool_call> tags, "
+    "one block per call:\n<tool_call>\n"
+    '{{"name": "function_name", "arguments": {{"argument": "value"}}}}\n</tool_call>\n'
+    "Each result comes back inside <tool_response></tool_response> tags."
+)
+
+
+def tools_json(conv: Conversation) -> str:
+    return "\n".join(json.dumps(t.to_dict(), ensure_ascii=False) for t in conv.tools or ())
+
+
+class HermesTemplate(AgentTemplate):
+    name = "hermes"
+    start, end = "<|im_start|>", "<|im_end|>"
+    stop = ("<|im_end|>",)
+
+    def pieces(self, conv: Conversation, add_generation_prompt: bool) -> list[Piece]:
+        msgs, out = conv.messages, []
+        has_system = bool(msgs) and msgs[0].role == "system"
+        if has_system or conv.tools:
+            system = msgs[0].content if has_system else ""
+            if conv.tools:
+                preamble = TOOLS_PREAMBLE.format(tools=tools_json(conv))
+                system = f"{system}\n\n{preamble}" if system else preamble
+            out += [(f"{self.start}system\n", None), (system + self.end, 0 if has_system else None),
+                    ("\n", None)]
+        for i, m in enumerate(msgs):
+            if m.role == "system":
+                continue
+            if m.role == "tool":
+                first = i == 0 or msgs[i - 1].role != "tool"
+                last = i + 1 == len(msgs) or msgs[i + 1].role != "tool"
+                out.append((f"{self.start}tool\n" if first else "\n", None))
+                body = f"<tool_response>\n{m.content}\n</tool_response>"
+                out += [(body + (self.end if last else ""), i)]
+                if last:
+                    out.append(("\n", None))
+                continue
+            body = m.content
+            if m.tool_calls:
+                calls = "\n".join(hermes_call(c) for c in m.tool_calls)
+                body = f"{body}\n{calls}" if body else calls
+            out += [(f"{self.start}{m.role}\n", None), (body + self.end, i), ("\n", None)]
+        if add_generation_prompt:
+            out.append((f"{self.start}assistant\n", None))
+        return out
+
+    def parse_calls(self, text: str) -> list[ToolCall]:
+        return [json_call(block) for block in tagged_blocks(text, "tool_call")]
+
+
+def hermes_call(c: ToolCall) -> str:
+    payload = json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False)
+    return f"<tool_call>\n{payload}\n</tool_call>"
+
+
+def tagged_blocks(text: str, tag: str) -> list[str]:
+    """Bodies of ``<tag>...</tag>`` blocks; a final unclosed block counts (generation may stop early)."""
+    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", text, re.S)
+    tail = text.rsplit(f"</{tag}>", 1)[-1]
+    if f"<{tag}>" in tail:
+        blocks.append(tail.split(f"<{tag}>", 1)[1])
+    return blocks
+
+
+def json_call(block: str) -> ToolCall:
+    """``{"name": ..., "arguments": {...}}`` (or ``parameters``) -> ToolCall."""
+    try:
+        data = json.loads(block.strip())
+    except json.JSONDecodeError as e:
+        raise CallParseError(f"tool call is not valid JSON ({e.msg}): {block.strip()[:80]!r}") from None
+    return call_from_object(data)
+
+
+def call_from_object(data: Any) -> ToolCall:
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise CallParseError(f"tool call must be an object with a name, got {str(data)[:80]!r}")
+    raw_args = data.get("arguments", data.get("parameters", {}))
+    try:
+        args = parse_arguments(raw_args, "arguments")
+    except DataError as e:
+        raise CallParseError(str(e)) from None
+    return ToolCall(data["name"], args)
+
+
+# ---------------------------------------------------------------------------
+# msagent: <|startofthink|> calls and <|startofexec|> results in one assistant turn.
+
+
+class MsAgentTemplate(AgentTemplate):
+    """``<|system|>:`` / ``<|user|>:`` / ``<|assistant|>:`` turns.
+
+    An assistant turn holds text, then its calls (think blocks) followed by
+    ``<|startofexec|>``, which the model learns to write to hand over to the
+    tools; the results (exec blocks) are masked; then the summary and EOS.
+    """
+
+    name = "msagent"
+
+    def __init__(self, eos: str):
+        self.eos = eos
+        self.stop = (EXEC_OPEN, eos)
+
+    def pieces(self, conv: Conversation, add_generation_prompt: bool) -> list[Piece]:
+        out: list[Piece] = []
+        msgs = conv.messages
+        for i, m in enumerate(msgs):
+            prev = msgs[i - 1].role if i else None
+            if m.role in ("system", "user"):
+                out += [(f"<|{m.role}|>:", None), (m.content, i), ("\n", None)]
+                continue
+            if m.role == "assistant" and prev not in ("assistant", "tool"):
+                out.append(("<|assistant|>:", None))
+            if m.role == "tool":
+                opened = prev == "assistant"  # the assistant's body already wrote EXEC_OPEN
+                body = f"```JSON\n{m.content}\n```{EXEC_CLOSE}"
+                out += [(body if opened else EXEC_OPEN + body, i), ("\n", None)]
+                continue
+            if m.tool_calls:
+                thinks = "\n\n".join(msagent_think(c) for c in m.tool_calls)
+                lead = f"{m.content}\n" if m.content else ""
+                out.append((f"{lead}{thinks}\n\n{EXEC_OPEN}", i))
+            else:
+                nxt = msgs[i + 1].role if i + 1 < len(msgs) else None
+                out.append((m.content + self.eos, i))
+                if nxt not in ("assistant", "tool"):
+                    out.append(("\n", None))
+        if add_generation_prompt:
+            out.append(("<|assistant|>:", None))
+        return out
+
+    def parse_calls(self, text: str) -> list[ToolCall]:
+        calls = []
+        for block in tagged_think_blocks(text):
+            try:
+                calls.append(msagent_call(block, "think"))
+            except DataError as e:
+                raise CallParseError(e.problem) from None
+        return calls
+
+
+def msagent_think(c: ToolCall) -> str:
+    payload = {"api_name": c.name, **c.extra, "parameters": c.arguments}
+    return f"{THINK_OPEN}```JSON\n{json.dumps(payload, ensure_ascii=False)}\n```{THINK_CLOSE}"
+
+
+def tagged_think_blocks(text: str) -> list[str]:
+    return re.findall(re.escape(THINK_OPEN) + r"(.*?)" + re.escape(THINK_CLOSE), text, re.S)
+
+
+# ---------------------------------------------------------------------------
+# native: the tokenizer's chat template.
+
+PROBE_TOOL = {"type": "function", "function": {
+    "name": "agentsft_probe_tool", "description": "probe",
+    "parameters": {"type": "object", "properties": {}}}}
+
+
+def renders_tools(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template shows the tools it is given."""
+    if not getattr(tokenizer, "chat_template", None):
+        return False
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}],
+                                             tools=[PROBE_TOOL], tokenize=False)
+    except Exception:  # a template that chokes on tools does not render them
+        return False
+    return "agentsft_probe_tool" in text
+
+
+class NativeTemplate(AgentTemplate):
+    """The tokenizer's chat template; message bodies found by rendering prefixes."""
+
+    name = "native"
+
+    def __init__(self, tokenizer: Any):
+        if not getattr(tokenizer, "chat_template", None):
+            raise DataError("the tokenizer has no chat template", field="--template native",
+                            fix="use --template hermes")
+        self.tokenizer = tokenizer
+        self.tools_ok = renders_tools(tokenizer)
+        self.stop = tuple(t for t in [tokenizer.eos_token] if t)
+
+    def apply(self, msgs: list[Message], conv: Conversation, gen: bool) -> str:
+        dicts = [{k: v for k, v in message_to_dict(m).items() if k != "train"} for m in msgs]
+        tools = [t.to_dict() for t in conv.tools] if conv.tools else None
+        try:
+            return self.tokenizer.apply_chat_template(dicts, tools=tools, tokenize=False,
+                                                      add_generation_prompt=gen)
+        except Exception as e:  # jinja raise_exception() in the template
+            raise DataError(f"the tokenizer's chat template rejected this conversation ({e})",
+                            field="--template native", fix="use --template hermes") from None
+
+    def pieces(self, conv: Conversation, add_generation_prompt: bool) -> list[Piece]:
+        uses_tools = conv.tools or any(m.tool_calls or m.role == "tool" for m in conv.messages)
+        if uses_tools and not self.tools_ok:
+            raise DataError("the tokenizer's chat template does not render tools or tool calls",
+                            field="--template native", fix="use --template hermes (or auto)")
+        out: list[Piece] = []
+        done = ""
+        for i, m in enumerate(conv.messages):
+            full = self.apply(conv.messages[: i + 1], conv, False)
+            head = self.apply(conv.messages[:i], conv, True) if m.role == "assistant" and i else done
+            if not (full.startswith(head) and head.startswith(done)):
+                raise DataError(f"the tokenizer's chat template is not prefix-stable at message {i} "
+                                f"({m.role}): rendering fewer messages does not give a prefix",
+                                field="--template native", fix="use --template hermes")
+            body = full[len(head):]
+            trimmed = body.rstrip()  # the newline after the end-of-turn token is not the model's
+            out += [(head[len(done):], None), (trimmed, i), (body[len(trimmed):], None)]
+            for c in m.tool_calls:
+                if c.name not in trimmed:
+                    raise DataError(f"the tokenizer's chat template dropped the call to {c.name!r}",
+                                    field="--template native", fix="use --template hermes")
+            done = full
+        if add_generation_prompt:
+            gen = self.apply(conv.messages, conv, True)
+            out.append((gen[len(done):], None))
+        return out
+
+    def parse_calls(self, text: str) -> list[ToolCall]:
+        blocks = tagged_blocks(text, "tool_call")
+        if blocks:
+            return [json_call(b) for b in blocks]
+        return [call_from_object(o) for o in json_objects(text) if looks_like_call(o)]
+
+
+def json_objects(text: str) -> list[Any]:
+    """Every top-level JSON object in ``text``, lists of objects flattened."""
+    decoder, out, pos = json.JSONDecoder(), [], 0
+    while True:
+        starts = [p for p in (text.find("{", pos), text.find("[", pos)) if p >= 0]
+        if not starts:
+            return out
+        pos = min(starts)
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            pos += 1
+            continue
+        out += value if isinstance(value, list) else [value]
+        pos = end
+
+
+def looks_like_call(obj: Any) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("name"), str) and (
+        "arguments" in obj or "parameters" in obj)
+
+
+def get_template(name: str, tokenizer: Any) -> AgentTemplate:
+    """The agent template called ``name`` for ``tokenizer``."""
+    if name == "auto":
+        name = "native" if renders_tools(tokenizer) else "hermes"
+    if name == "hermes":
+        return HermesTemplate()
+    if name == "msagent":
+        return MsAgentTemplate(eos=tokenizer.eos_token or "</s>")
+    if name == "native":
+        return NativeTemplate(tokenizer)
+    raise DataError(f"unknown template {name!r}", field="--template",
+                    fix=f"use one of {', '.join(TEMPLATES)}")

@@ -1,0 +1,86 @@
+"""Shared fixtures: the real default tokenizer, a tool-rendering variant of it, and a CLI runner."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentsft.data.schema import Conversation, Message, Tool, ToolCall
+from agentsft.models import load_tokenizer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).parent.parent
+
+# A chat template written for these tests that renders tools and calls in its own
+# way (JSON objects with "parameters", no tags), so the native path is exercised
+# on something other than ChatML-with-<tool_call>.
+TOOL_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\nTools:{% for t in tools %} {{ t.function.name }}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% for m in messages %}"
+    "{% if m.role == 'assistant' and m.tool_calls %}<|im_start|>assistant\n"
+    "{% for c in m.tool_calls %}{{ {'name': c.function.name, 'parameters': c.function.arguments}"
+    " | tojson }}\n{% endfor %}<|im_end|>\n"
+    "{% else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The default model's real tokenizer (converted once from the packaged GGUF)."""
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tool_tokenizer(tokenizer):
+    """The same tokenizer with a chat template that renders tools."""
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = TOOL_TEMPLATE
+    return tok
+
+
+WEATHER = Tool("get_weather", "Weather for a city.",
+               {"type": "object", "properties": {"city": {"type": "string"}}})
+SEARCH = Tool("search_flights", "Find flights.",
+              {"type": "object", "properties": {"route": {"type": "object"}, "limit": {"type": "integer"}}})
+PARALLEL_CALLS = [
+    ToolCall("get_weather", {"city": "Paris"}, id="call_1"),
+    ToolCall("search_flights", {"route": {"from": "CDG", "to": "FCO", "days": [1, 2]},
+                                "limit": 3, "filters": {"nonstop": True, "max_price": None}},
+             id="call_2"),
+]
+
+
+def tool_conversation() -> Conversation:
+    """system, user, assistant with two parallel calls (nested arguments), two results, answer."""
+    return Conversation([
+        Message("system", "You are Marlo."),
+        Message("user", "Weather in Paris, and flights to Rome?"),
+        Message("assistant", "", tool_calls=copy.deepcopy(PARALLEL_CALLS)),
+        Message("tool", '{"temperature": 14}', tool_call_id="call_1", name="get_weather"),
+        Message("tool", '[{"flight": "AF1"}]', tool_call_id="call_2", name="search_flights"),
+        Message("assistant", "Paris is 14°C; flight AF1 goes to Rome."),
+    ], tools=[WEATHER, SEARCH], source="test:1")
+
+
+def chat_conversation() -> Conversation:
+    """Two user turns, two plain answers."""
+    return Conversation([
+        Message("system", "Be brief."),
+        Message("user", "Hi"),
+        Message("assistant", "Hello!"),
+        Message("user", "Who are you?"),
+        Message("assistant", "I am Marlo."),
+    ], source="test:2")
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run ``agentsft ARGS`` in a fresh process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "agentsft", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
