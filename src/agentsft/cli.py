@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help='one JSON object per example: {"tokens", "ids", "trained"}')
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--max-length", type=positive_int, default=None, metavar="L",
+                   help="apply a token limit as training would")
+    p.add_argument("--truncation", choices=TRUNCATION, default="drop",
+                   help="over --max-length: drop the example (default) or cut it")
     add_reading(p)
     add_rendering(p)
 
@@ -117,7 +121,8 @@ def run_data(args, parser) -> int:
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                            and not os.environ.get("NO_COLOR"))
         return inspect.preview(args.file, args.n, tok, template, args.policy, args.format,
-                               args.skip_invalid, args.json, color)
+                               args.skip_invalid, args.json, color, args.max_length,
+                               args.truncation)
     parser.parse_args(["data", "--help"])
     return 2
 

@@ -34,17 +34,19 @@ def report_left_out(read: ReadReport, enc: EncodeReport | None = None,
                     file: TextIO = sys.stderr) -> None:
     """Everything skipped or dropped, counted and listed (stderr, so JSON output stays clean)."""
     skipped = list(read.skipped) + (enc.skipped if enc else [])
+    if read.warnings and file is sys.stderr:
+        say(f"{plural(len(read.warnings), 'warning')} (agentsft data check lists them)", file)
     if skipped:
-        say(f"skipped {len(skipped)} invalid record(s):", file)
+        say(f"skipped {plural(len(skipped), 'invalid record')}:", file)
         for e in skipped[:SHOWN]:
             say(f"  {e}", file)
         if len(skipped) > SHOWN:
             say(f"  ... and {len(skipped) - SHOWN} more", file)
     if enc and enc.dropped:
-        say(f"dropped {len(enc.dropped)} example(s) longer than --max-length "
+        say(f"dropped {plural(len(enc.dropped), 'example')} longer than --max-length "
             f"(first: {enc.dropped[0]}); use --truncation truncate to keep them", file)
     if enc and enc.truncated:
-        say(f"truncated {len(enc.truncated)} example(s) to --max-length "
+        say(f"truncated {plural(len(enc.truncated), 'example')} to --max-length "
             f"(first: {enc.truncated[0]})", file)
 
 
@@ -127,10 +129,12 @@ def highlighted(pieces: list[str], trained: list[int], color: bool) -> str:
 
 
 def preview(path: str, n: int, tokenizer: Any, template, policy: str, format: str,
-            skip_invalid: bool, as_json: bool, color: bool) -> int:
+            skip_invalid: bool, as_json: bool, color: bool, max_length: int | None = None,
+            truncation: str = "drop") -> int:
     read = read_conversations(path, format, skip_invalid)
     convs = read.conversations[:n] if n > 0 else read.conversations
-    enc = encode_conversations(convs, tokenizer, template, policy, skip_invalid=skip_invalid)
+    enc = encode_conversations(convs, tokenizer, template, policy, max_length, truncation,
+                               skip_invalid=skip_invalid)
     report_left_out(read, enc)
     by_source = {e.source: e for e in enc.examples}
     if not as_json:
@@ -142,8 +146,7 @@ def preview(path: str, n: int, tokenizer: Any, template, policy: str, format: st
         ex = by_source.get(conv.source)
         if ex is None:
             continue
-        rendered = template.render(conv, policy)
-        pieces = token_pieces(rendered, ex)
+        pieces = token_pieces(template.render(conv, policy), ex)
         if as_json:
             say(json.dumps({"source": ex.source, "tokens": pieces, "ids": ex.input_ids,
                             "trained": ex.trained}, ensure_ascii=False))
@@ -199,7 +202,7 @@ def stats(path: str, tokenizer: Any, template, policy: str, format: str, skip_in
     if max_length is not None:
         over = [n for n in lengths if n > max_length]
         lost = sum(n - max_length for n in over)
-        say(f"at --max-length {max_length}: {len(over)} example(s) longer; "
+        say(f"at --max-length {max_length}: {plural(len(over), 'example')} longer; "
             f"truncation drop would leave them out, truncate would cut {lost} tokens")
     say("length histogram (tokens):")
     for line in histogram(lengths, mark=max_length):
