@@ -16,7 +16,12 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/agentsf
 fi
 
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+# This machine's pip config names local index folders that may not exist; pip
+# warns once per package about them. Those lines are noise; real errors pass.
+pip() {
+  "$venv/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 \
+    | { grep -v "^WARNING: Location 'file:" || true; }
+}
 
 # torch first and pinned: the CPU wheel for 2.13.0 is on disk, while an
 # unpinned torch (or one pulled in as a dependency) downloads GB of CUDA builds.

@@ -55,9 +55,6 @@ class Rendered:
     spans: list[tuple[int, int]]
     """Trained character spans under the loss policy used to render."""
 
-    def trained_text(self) -> list[str]:
-        return [self.text[s:e] for s, e in self.spans]
-
 
 Piece = tuple[str, "int | None"]  # text, and the message it is the body of (None: scaffolding)
 
