@@ -56,12 +56,48 @@ def test_check_with_skip_invalid_lists_the_skipped_records():
 
 
 def test_check_examples_is_clean():
-    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").glob("*.jsonl"))
-    assert len(files) == 3
+    # `agentsft data check examples/*`: the shell also passes the README and the scripts
+    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").iterdir())
+    assert len(files) > 3
     r = run_cli("data", "check", *files)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("0 warnings, no errors")
-    assert "(msagent)" in r.stdout and "(openai)" in r.stdout
+    assert "(msagent)" in r.stdout and "(openai)" in r.stdout and "total: 250 conversations" in r.stdout
+    assert r.stderr.startswith("ignored 3 files not named .json or .jsonl: ")
+
+
+def test_check_takes_a_folder():
+    r = run_cli("data", "check", "examples")
+    assert r.returncode == 0 and "total: 250 conversations" in r.stdout and r.stderr == ""
+
+
+CRASHERS = {  # inputs that once raised a traceback
+    "from_list.jsonl": '{"conversations": [{"from": ["human"], "value": "hi"}, {"from": "gpt", "value": "x"}]}',
+    "deep.jsonl": "[" * 100000 + "]" * 100000,
+    "tool_calls_object.jsonl": '{"messages": [{"role": "user", "content": "hi"}, '
+                               '{"role": "assistant", "content": "x", "tool_calls": {}}]}',
+    "untrainable.jsonl": '{"messages": [{"role": "user", "content": "hi"}, '
+                         '{"role": "assistant", "content": "x", "train": false}]}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRASHERS))
+def test_bad_inputs_give_one_line_not_a_traceback(name, tmp_path):
+    p = tmp_path / name
+    p.write_text(CRASHERS[name] + "\n")
+    r = run_cli("data", "check", str(p))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and f"{p}:1" in r.stderr
+
+
+def test_convert_to_a_folder_is_a_clean_error(tmp_path):
+    r = run_cli("data", "convert", "tests/fixtures/lima.jsonl", "-o", str(tmp_path))
+    assert r.returncode == 2 and "is a folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_data_without_an_action_prints_help_and_fails():
+    r = run_cli("data")
+    assert r.returncode == 2 and "check" in r.stderr and "preview" in r.stderr
 
 
 def test_preview_json_masks_tool_results_and_trains_calls(capsys):
@@ -130,7 +166,7 @@ def test_help_and_usage_errors():
     r = run_cli("data", "preview", "--help")
     assert r.returncode == 0 and "--template" in r.stdout and "--json" in r.stdout
     r = run_cli("data", "stats", "x.jsonl", "--max-length", "-3")
-    assert r.returncode == 2 and "expected a positive number" in r.stderr
+    assert r.returncode == 2 and "expected a number >= 1, got -3" in r.stderr
 
 
 def test_missing_default_model_tokenizer_source_is_a_clean_error(tmp_path):

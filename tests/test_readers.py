@@ -137,3 +137,78 @@ def test_skip_invalid_keeps_every_valid_record_and_lists_the_rest(tmp_path):
     assert len(report.skipped) == 8
     assert sorted(int(e.where.rsplit(":", 1)[1]) for e in report.skipped) == [2, 4, 6, 8, 10, 12, 14, 18]
     assert len(report.warnings) == 1 and "'nuke'" in report.warnings[0]
+
+
+# --- cases found in review: each once let data through wrongly ------------------------------
+
+
+def write(tmp_path, name: str, text: str):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_msagent_is_detected_from_a_think_block_anywhere_in_the_file(tmp_path):
+    plain = {"conversations": [{"from": "user", "value": "hi"}, {"from": "assistant", "value": "yo"}]}
+    tool = {"conversations": [{"from": "user", "value": "x"}, {"from": "assistant", "value":
+            '<|startofthink|>```JSON\n{"api_name": "f", "parameters": {}}\n```<|endofthink|>\n\n'
+            '<|startofexec|>```JSON\n{"r": 1}\n```<|endofexec|>\ndone'}]}
+    p = write(tmp_path, "late.jsonl", "".join(json.dumps(r) + "\n" for r in [plain] * 300 + [tool]))
+    report = read_conversations(p)
+    assert report.formats[str(p)] == "msagent"
+    assert roles(report.conversations[-1]) == ["user", "assistant", "tool", "assistant"]
+    with pytest.raises(DataError, match=r"late.jsonl:301: conversations\[1\].value: holds "
+                                        r".*Fix: pass --format msagent"):
+        read_conversations(p, format="sharegpt")
+
+
+def test_records_sharing_a_line_get_their_own_source(tmp_path):
+    rec = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    p = write(tmp_path, "compact.json", json.dumps([rec, rec, rec]))
+    sources = [c.source for c in read_conversations(p).conversations]
+    assert sources == [f"{p}:1", f"{p}:1 (record 2)", f"{p}:1 (record 3)"]
+
+
+def test_text_after_a_json_list_is_an_error(tmp_path):
+    rec = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
+    with pytest.raises(DataError, match=r"lists.jsonl:2: invalid JSON: text after the closing \]"):
+        read_conversations(write(tmp_path, "lists.jsonl", f"[{rec}]\n[{rec}]\n"))
+
+
+def test_a_unicode_line_separator_inside_a_string_is_not_a_new_line(tmp_path):
+    rec = {"messages": [{"role": "user", "content": "a\u2028b"}, {"role": "assistant", "content": "c\u2029d"}]}
+    p = write(tmp_path, "ls.jsonl", json.dumps(rec, ensure_ascii=False) + "\n" + json.dumps(rec) + "\n")
+    convs = read_conversations(p).conversations
+    assert [c.source for c in convs] == [f"{p}:1", f"{p}:2"]
+    assert convs[0].messages[0].content == "a\u2028b"
+
+
+def test_nan_and_infinity_are_not_json(tmp_path):
+    p = write(tmp_path, "nan.jsonl", '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", '
+                                     '"content": "", "tool_calls": [{"function": {"name": "f", "arguments": '
+                                     '{"x": NaN}}}]}]}\n')
+    with pytest.raises(DataError, match=r"nan.jsonl:1: invalid JSON: NaN is not valid JSON"):
+        read_conversations(p)
+
+
+def test_a_pretty_printed_record_reads_and_its_errors_name_the_right_line(tmp_path):
+    rec = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    p = write(tmp_path, "pretty.json", json.dumps(rec, indent=2))
+    (conv,) = read_conversations(p).conversations
+    assert conv.messages[1].content == "yo"
+    broken = json.dumps(rec, indent=2).splitlines()
+    broken[4] = broken[4] + " oops"
+    with pytest.raises(DataError, match=r"pretty.json:5: invalid JSON"):
+        read_conversations(write(tmp_path, "pretty.json", "\n".join(broken)))
+
+
+def test_a_bad_first_jsonl_line_is_skippable(tmp_path):
+    good = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
+    p = write(tmp_path, "first.jsonl", '{"messages": [\n' + good + "\n")
+    report = read_conversations(p, skip_invalid=True)
+    assert len(report.conversations) == 1 and report.skipped[0].where == f"{p}:1"
+
+
+def test_an_empty_file_is_a_warning(tmp_path):
+    report = read_conversations(write(tmp_path, "empty.jsonl", "\n"))
+    assert report.conversations == [] and report.warnings == [f"{tmp_path / 'empty.jsonl'}: holds no records"]

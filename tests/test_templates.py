@@ -157,7 +157,7 @@ def test_native_refuses_a_template_that_is_not_prefix_stable(tokenizer):
     tok = copy.deepcopy(tokenizer)
     tok.chat_template = ("{{ messages | length }} turns\n{% for m in messages %}"
                          "{{ m.role }}: {{ m.content }}\n{% endfor %}")
-    with pytest.raises(DataError, match="not prefix-stable at message 1"):
+    with pytest.raises(DataError, match=r"not prefix-stable at message 2 \(assistant\)"):
         NativeTemplate(tok).render(chat_conversation())
 
 
@@ -203,3 +203,73 @@ def test_generation_prompt_is_the_trained_text_prefix(tokenizer):
         prompt = t.prompt(Conversation(conv.messages[:-1]))
         assert full.text.startswith(prompt)
         assert full.text[len(prompt):].startswith("I am Marlo." + IM_END)
+
+
+# --- cases found in review ------------------------------------------------------------------
+
+# Renders a run of tool results as one user turn closed only after the last result (as
+# Qwen2.5's template does), so prefixes ending inside the run are not prefixes of the whole.
+GROUPED_RESULTS_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m.role == 'tool' %}"
+    "{% if loop.first or messages[loop.index0 - 1].role != 'tool' %}<|im_start|>user\n{% endif %}"
+    "<tool_response>\n{{ m.content }}\n</tool_response>"
+    "{% if loop.last or messages[loop.index0 + 1].role != 'tool' %}<|im_end|>\n{% else %}\n{% endif %}"
+    "{% elif m.role == 'assistant' and m.tool_calls %}<|im_start|>assistant\n"
+    "{% for c in m.tool_calls %}<tool_call>\n{{ {'name': c.function.name, 'arguments': "
+    "c.function.arguments} | tojson }}\n</tool_call>{% endfor %}<|im_end|>\n"
+    "{% else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if tools %}{% endif %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_native_handles_a_template_that_groups_tool_results(tokenizer):
+    import copy
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = GROUPED_RESULTS_TEMPLATE.replace("{% if tools %}{% endif %}",
+                                                         "{% if tools %}{{ '' }}{% endif %}")
+    tok.chat_template = tok.chat_template.replace(
+        "{% for m in messages %}", "{% if tools %}<|im_start|>system\ntools{% for t in tools %} "
+        "{{ t.function.name }}{% endfor %}<|im_end|>\n{% endif %}{% for m in messages %}", 1)
+    t = get_template("auto", tok)
+    assert isinstance(t, NativeTemplate)
+    r = t.render(tool_conversation())
+    calls = "".join("<tool_call>\n" + json.dumps({"name": c.name, "arguments": c.arguments})
+                    + "\n</tool_call>" for c in PARALLEL_CALLS)
+    assert_token_exact(encode(r, tok), r.text,
+                       [calls + IM_END, "Paris is 14°C; flight AF1 goes to Rome." + IM_END], tokenizer)
+
+
+def test_native_never_trains_an_injected_system_prompt(tokenizer):
+    # SmolLM2's template adds a default system turn when the first message is not one; an
+    # assistant-first conversation must not get that text trained as the reply.
+    conv = Conversation([Message("assistant", "Hi, I am Bob."), Message("user", "Who made you?"),
+                         Message("assistant", "Acme.")])
+    with pytest.raises(DataError, match=r"starts with an assistant message"):
+        NativeTemplate(tokenizer).render(conv)
+
+
+def test_msagent_lists_the_tools_and_ends_a_finished_answer_turn(tokenizer):
+    conv = tool_conversation()
+    conv.messages.append(Message("assistant", "Anything else?"))
+    t = get_template("msagent", tokenizer)
+    r = t.render(conv)
+    system = r.text.split("\n<|user|>:")[0]
+    assert system.startswith("<|system|>:You are Marlo.\n\nYou can call these tools:\n")
+    assert '"name": "get_weather"' in system and '"name": "search_flights"' in system
+    assert r.text.endswith("Rome." + IM_END + "\n<|assistant|>:Anything else?" + IM_END + "\n")
+    no_system = Conversation(conv.messages[1:], tools=conv.tools)
+    assert t.render(no_system).text.startswith("<|system|>:You can call these tools:\n")
+
+
+@pytest.mark.parametrize("name", ["hermes", "msagent", "native"])
+def test_closing_markers_inside_arguments_survive_the_round_trip(name, tokenizer, tool_tokenizer):
+    t = get_template(name, tool_tokenizer if name == "native" else tokenizer)
+    tricky = {"code": "print('</tool_call>')", "note": "```<|endofthink|> and <|startofexec|>"}
+    conv = tool_conversation()
+    conv.messages[2].tool_calls[0].arguments = tricky
+    r = t.render(conv)
+    (seg,) = [s for s in r.segments if s.message == 2]
+    assert [c.arguments for c in t.parse_calls(r.text[seg.start:seg.end])][0] == tricky

@@ -19,14 +19,17 @@ from agentsft.errors import AgentsftError
 from agentsft.models import DEFAULT_MODEL
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+def whole_number(minimum: int):
+    """An argparse type: an int no smaller than ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+        return value
+    return parse
 
 
 def add_reading(p: argparse.ArgumentParser) -> None:
@@ -58,23 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = verbs.add_parser("data", help="check, preview, measure and convert conversation data",
                             description="Look at conversation data before training on it.")
+    data.set_defaults(usage=data.format_help)
     sub = data.add_subparsers(dest="action", metavar="ACTION")
 
     p = sub.add_parser("check", help="validate files; count conversations, turns, calls, tools",
                        description="Validate data files and count what they hold. Exit 0 when "
                                    "clean, 2 at the first invalid record (unless --skip-invalid).")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="data files (.json / .jsonl) or folders holding them")
+    p.add_argument("--policy", default="assistant", choices=POLICIES,
+                   help="loss policy; a record with no trained message under it is an error")
     add_reading(p)
 
     p = sub.add_parser("preview", help="show rendered examples with the trained tokens marked",
                        description="Render examples with the agent template and mark the tokens "
                                    "in the loss: green on a terminal, [[...]] otherwise.")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("-n", type=int, default=3, help="how many examples (0: all; default 3)")
+    p.add_argument("-n", type=whole_number(0), default=3,
+                   help="how many examples (0: all; default 3)")
     p.add_argument("--json", action="store_true",
                    help='one JSON object per example: {"tokens", "ids", "trained"}')
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    p.add_argument("--max-length", type=positive_int, default=None, metavar="L",
+    p.add_argument("--max-length", type=whole_number(1), default=None, metavar="L",
                    help="apply a token limit as training would")
     p.add_argument("--truncation", choices=TRUNCATION, default="drop",
                    help="over --max-length: drop the example (default) or cut it")
@@ -86,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "histogram; with --max-length, how many examples it would "
                                    "drop or truncate.")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--max-length", type=positive_int, default=None, metavar="L")
+    p.add_argument("--max-length", type=whole_number(1), default=None, metavar="L")
     add_reading(p)
     add_rendering(p)
 
@@ -110,7 +118,7 @@ def tokenizer_and_template(args):
 def run_data(args, parser) -> int:
     from agentsft.data import inspect
     if args.action == "check":
-        return inspect.check(args.files, args.format, args.skip_invalid)
+        return inspect.check(args.files, args.format, args.skip_invalid, args.policy)
     if args.action == "convert":
         return inspect.convert(args.files, args.to, args.output, args.format, args.skip_invalid)
     if args.action in ("preview", "stats"):
@@ -123,7 +131,7 @@ def run_data(args, parser) -> int:
         return inspect.preview(args.file, args.n, tok, template, args.policy, args.format,
                                args.skip_invalid, args.json, color, args.max_length,
                                args.truncation)
-    parser.parse_args(["data", "--help"])
+    print(args.usage(), file=sys.stderr)
     return 2
 
 

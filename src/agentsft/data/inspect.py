@@ -15,8 +15,8 @@ from collections import Counter
 from typing import Any, TextIO
 
 from agentsft.data.readers import ReadReport, read_conversations
-from agentsft.data.schema import Conversation
-from agentsft.data.templates import Rendered
+from agentsft.data.schema import Conversation, DataError
+from agentsft.data.templates import Rendered, trained_messages
 from agentsft.data.tokenize import EncodeReport, Example, encode_conversations
 
 SHOWN = 20  # list at most this many warnings / skipped records, then a count
@@ -72,18 +72,59 @@ def summary(c: dict[str, Any]) -> str:
         ("tools", "tool")))
 
 
-def check(paths: list[str], format: str, skip_invalid: bool) -> int:
+DATA_SUFFIXES = (".json", ".jsonl")
+
+
+def data_files(paths: list[str]) -> list[str]:
+    """The data files among ``paths``, folders expanded to their .json/.jsonl files;
+    other files are left out and reported on stderr."""
+    files, others = [], []
+    for p in paths:
+        if os.path.isdir(p):
+            inside = sorted(os.path.join(p, n) for n in os.listdir(p) if n.endswith(DATA_SUFFIXES))
+            files += [f for f in inside if os.path.isfile(f)]
+        elif p.endswith(DATA_SUFFIXES) or not os.path.exists(p):
+            files.append(p)  # a missing file gets its own clear error when read
+        else:
+            others.append(p)
+    if others:
+        say(f"ignored {plural(len(others), 'file')} not named .json or .jsonl: {', '.join(others)}",
+            sys.stderr)
+    if not files:
+        raise DataError("no .json or .jsonl data files among the arguments", where=" ".join(paths),
+                        fix="pass data files, or folders holding them")
+    return files
+
+
+def untrainable(read: ReadReport, policy: str, skip_invalid: bool) -> None:
+    """Move conversations with no trained message under ``policy`` out (or raise)."""
+    keep = []
+    for conv in read.conversations:
+        if trained_messages(conv, policy):
+            keep.append(conv)
+            continue
+        err = DataError(f"no message is trained under loss policy {policy!r}", where=conv.source,
+                        fix="check the train flags, or choose another --policy")
+        if not skip_invalid:
+            raise err
+        read.skipped.append(err)
+    read.conversations = keep
+
+
+def check(paths: list[str], format: str, skip_invalid: bool, policy: str = "assistant") -> int:
     """Counts per file, then warnings and skipped records. Exit 0, or 2 on the first error."""
     total = ReadReport()
-    for path in paths:
+    files = data_files(paths)
+    for path in files:
         read = read_conversations(path, format, skip_invalid)
+        untrainable(read, policy, skip_invalid)
         c = counts(read.conversations)
         roles = ", ".join(f"{n} {r}" for r, n in sorted(c["roles"].items()))
         say(f"{path} ({read.formats[path]}): {summary(c)} ({roles or 'none'})")
         total.conversations += read.conversations
         total.warnings += read.warnings
         total.skipped += read.skipped
-    if len(paths) > 1:
+    if len(files) > 1:
         c = counts(total.conversations)
         say(f"total: {summary(c)}")
     for w in total.warnings[:SHOWN]:
@@ -215,7 +256,9 @@ def stats(path: str, tokenizer: Any, template, policy: str, format: str, skip_in
 
 
 def convert(paths: list[str], to: str, out: str, format: str, skip_invalid: bool) -> int:
-    read = read_conversations(paths, format, skip_invalid)
+    if os.path.isdir(out):
+        raise DataError("is a folder", where=out, fix="give -o a file name, e.g. out.jsonl")
+    read = read_conversations(data_files(paths), format, skip_invalid)
     report_left_out(read)
     write_jsonl(out, (c.to_dict() for c in read.conversations))
     say(f"wrote {len(read.conversations)} conversations to {out} ({to})")
@@ -226,7 +269,11 @@ def write_jsonl(path: str, records) -> None:
     """One JSON object a line, written to a temporary file and renamed into place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".convert.", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".convert.", dir=folder)
+    except OSError as e:
+        raise DataError(f"cannot write there ({e.strerror})", where=path,
+                        fix="choose a folder you can write to") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for r in records:

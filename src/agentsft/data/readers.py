@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentsft.data.schema import (
-    Conversation, DataError, Message, ToolCall, conversation_from_dict, expect, parse_arguments,
-    parse_tools, short, validate,
+    DECODER, Conversation, DataError, Message, ToolCall, conversation_from_dict, expect, loads,
+    parse_arguments, parse_tools, short, validate,
 )
 
 FORMATS = ("openai", "sharegpt", "alpaca", "lima", "msagent")
@@ -63,9 +64,10 @@ def read_file(path: str, format: str, skip_invalid: bool, report: ReadReport) ->
     records = list(iter_records(path, report if skip_invalid else None))
     fmt = format if format != "auto" else detect_format(path, [r for _, r in records])
     report.formats[path] = fmt
+    if not records:
+        report.warnings.append(f"{path}: holds no records")
     reader = READERS[fmt]
-    for line, raw in records:
-        where = f"{path}:{line}"
+    for where, raw in records:
         try:
             conv = reader(raw)
             conv.source = where
@@ -83,10 +85,13 @@ def read_file(path: str, format: str, skip_invalid: bool, report: ReadReport) ->
 # Files: JSONL (one record a line) or JSON (a list of records, or one record).
 
 
-def iter_records(path: str, report: ReadReport | None) -> Iterator[tuple[int, Any]]:
-    """``(line, record)`` for every record; invalid JSON raises, or is reported when ``report``."""
+def iter_records(path: str, report: ReadReport | None) -> Iterator[tuple[str, Any]]:
+    """``(where, record)`` for every record, ``where`` unique (``file:line``).
+
+    Invalid JSON raises, or is added to ``report.skipped`` when a report is given.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", newline="") as f:
             text = f.read()
     except FileNotFoundError:
         raise DataError("file not found", where=path, fix="check the path") from None
@@ -95,49 +100,86 @@ def iter_records(path: str, report: ReadReport | None) -> Iterator[tuple[int, An
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text (byte {e.start})", where=path,
                         fix="save the file as UTF-8 JSON or JSONL") from None
+    except OSError as e:
+        raise DataError(f"cannot read the file ({e.strerror})", where=path,
+                        fix="check its permissions") from None
     body = text.lstrip("\ufeff")
     start = len(body) - len(body.lstrip())
     if body[start:start + 1] == "[":
         yield from json_array(path, body, start)
         return
-    if path.endswith(".json"):
-        try:
-            yield text_line(body, start), json.loads(body)
-            return
-        except json.JSONDecodeError:
-            pass  # perhaps JSONL with a .json name: read it line by line
-    for n, line in enumerate(body.splitlines(), start=1):
+    if body[start:start + 1] == "{" and "\n" in body.strip():
+        # One JSON document over many lines (a pretty-printed record), or JSONL.
+        first, *rest = body[start:].split("\n", 12)
+        jsonl = parses(first) or any(line.startswith("{") and parses(line) for line in rest[:10])
+        if not jsonl:
+            try:
+                yield f"{path}:{text_line(body, start)}", loads(body)
+                return
+            except (json.JSONDecodeError, ValueError, RecursionError) as e:
+                if getattr(e, "lineno", 1) > text_line(body, start):
+                    raise json_error(path, body, e, start) from None
+                # broken on its first line: JSONL with a bad first record
+    # JSONL. Split on "\n" only: str.splitlines() also breaks at U+2028 inside strings.
+    for n, line in enumerate(body.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            yield n, json.loads(line)
-        except json.JSONDecodeError as e:
-            err = DataError(f"invalid JSON: {e.msg} (column {e.colno})", where=f"{path}:{n}",
-                            fix="write one complete JSON object per line")
+            yield f"{path}:{n}", loads(line)
+        except (json.JSONDecodeError, ValueError, RecursionError) as e:
+            err = json_error(path, line, e, 0, line_no=n)
             if report is None:
                 raise err from None
             report.skipped.append(err)
 
 
-def json_array(path: str, text: str, pos: int) -> Iterator[tuple[int, Any]]:
-    """The elements of a top-level JSON array, each with the line it starts on."""
-    decoder = json.JSONDecoder()
+def parses(text: str) -> bool:
+    try:
+        loads(text)
+    except (json.JSONDecodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def json_error(path: str, text: str, e: Exception, offset: int, line_no: int | None = None) -> DataError:
+    """A DataError for invalid JSON at the right line of ``path``."""
+    if isinstance(e, json.JSONDecodeError):
+        line = line_no if line_no is not None else e.lineno
+        return DataError(f"invalid JSON: {e.msg} (column {e.colno})", where=f"{path}:{line}",
+                         fix="write one complete JSON object per line (JSONL) or a JSON list")
+    line = line_no if line_no is not None else text_line(text, offset)
+    problem = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+    return DataError(f"invalid JSON: {problem}", where=f"{path}:{line}", fix="fix the JSON")
+
+
+def json_array(path: str, text: str, pos: int) -> Iterator[tuple[str, Any]]:
+    """The elements of a top-level JSON array, each located by the line it starts on
+    (and its position in the list when several start on one line)."""
     pos += 1
+    starts: Counter = Counter()
+    index = 0
     while True:
         pos = skip_space(text, pos)
         if text[pos:pos + 1] == "]":
+            rest = skip_space(text, pos + 1)
+            if rest < len(text):
+                raise DataError("invalid JSON: text after the closing ]",
+                                where=f"{path}:{text_line(text, rest)}",
+                                fix="keep one JSON list per .json file, or use JSONL")
             return
         try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON: {e.msg} (column {e.colno})",
-                            where=f"{path}:{e.lineno}", fix="fix the JSON syntax") from None
-        yield text_line(text, pos), value
+            value, end = DECODER.raw_decode(text, pos)
+        except (json.JSONDecodeError, ValueError, RecursionError) as e:
+            raise json_error(path, text, e, pos) from None
+        line = text_line(text, pos)
+        starts[line] += 1
+        index += 1
+        yield (f"{path}:{line}" if starts[line] == 1 else f"{path}:{line} (record {index})"), value
         pos = skip_space(text, end)
         if text[pos:pos + 1] == ",":
             pos += 1
         elif text[pos:pos + 1] != "]":
-            raise DataError("invalid JSON (expected ',' or ']' after a record)",
+            raise DataError("invalid JSON: expected ',' or ']' after a record",
                             where=f"{path}:{text_line(text, pos)}", fix="fix the JSON syntax")
 
 
@@ -156,8 +198,9 @@ def text_line(text: str, pos: int) -> int:
 
 
 def detect_format(path: str, records: list[Any]) -> str:
-    """The format of a file, judged from its first records."""
-    sample = [r for r in records[:200] if isinstance(r, dict)]
+    """The format of a file, judged from its records (all of them: one think block
+    anywhere makes it msagent, which must not be read as plain ShareGPT)."""
+    sample = [r for r in records if isinstance(r, dict)]
     for r in sample:
         if "messages" in r:
             return "openai"
@@ -208,6 +251,10 @@ def from_sharegpt(raw: Any) -> Conversation:
         if role is None:
             raise DataError(f"unknown role {short(who)}", field=f"{f}.from",
                             fix=f"use one of {', '.join(SHAREGPT_ROLES)}")
+        if role == "assistant" and (THINK_OPEN in value or EXEC_OPEN in value):
+            raise DataError(f"holds {THINK_OPEN} / {EXEC_OPEN} blocks, which ShareGPT reads as "
+                            "plain text (tool results would be trained)", field=f"{f}.value",
+                            fix="pass --format msagent")
         if role == "call":
             messages.append(Message("assistant", "", sharegpt_calls(value, f"{f}.value"), train=train))
         else:
@@ -219,9 +266,9 @@ def from_sharegpt(raw: Any) -> Conversation:
 
 def sharegpt_calls(value: str, field: str) -> list[ToolCall]:
     try:
-        data = json.loads(value)
-    except json.JSONDecodeError as e:
-        raise DataError(f"function_call value is not JSON ({e.msg})", field=field,
+        data = loads(value)
+    except (json.JSONDecodeError, ValueError) as e:
+        raise DataError(f"function_call value is not JSON ({getattr(e, 'msg', e)})", field=field,
                         fix='write it as {"name": ..., "arguments": {...}}') from None
     calls = []
     for j, c in enumerate(data if isinstance(data, list) else [data]):
@@ -297,6 +344,7 @@ def from_msagent(raw: Any) -> Conversation:
 
 def turn_fields(turn: Any, field: str) -> tuple[Any, str, bool | None]:
     expect(turn, dict, field, 'use {"from": ..., "value": ...}')
+    expect(turn.get("from"), str, f"{field}.from", "name the speaker with a string")
     value = expect(turn.get("value"), str, f"{field}.value", "use a string")
     train = turn.get("train")
     if train is not None:
@@ -362,10 +410,15 @@ def strip_fence(text: str) -> str:
 def msagent_call(block: str, field: str) -> ToolCall:
     body = strip_fence(block)
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError as e:
-        raise DataError(f"tool call is not valid JSON ({e.msg})", field=field,
+        data = loads(body)
+    except (json.JSONDecodeError, ValueError) as e:
+        raise DataError(f"tool call is not valid JSON ({getattr(e, 'msg', e)})", field=field,
                         fix='write {"api_name": ..., "parameters": {...}} inside the think block') from None
+    return msagent_call_from(data, field)
+
+
+def msagent_call_from(data: Any, field: str) -> ToolCall:
+    """``{"api_name": ..., "parameters": {...}, "url": ...}`` -> ToolCall, extra keys kept."""
     expect(data, dict, field, 'write {"api_name": ..., "parameters": {...}}')
     name = data.get("api_name", data.get("name"))
     if not isinstance(name, str) or not name:

@@ -101,6 +101,18 @@ def call_to_dict(c: ToolCall) -> dict[str, Any]:
 # Parsing the canonical (OpenAI) shape, with errors that name the field.
 
 
+def reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+DECODER = json.JSONDecoder(parse_constant=reject_constant)
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` that refuses NaN / Infinity (Python accepts them; JSON does not)."""
+    return DECODER.decode(text)
+
+
 def expect(value: Any, kind: type | tuple[type, ...], field: str, fix: str) -> Any:
     """``value`` if it has type ``kind``, else a DataError naming ``field``."""
     if isinstance(value, bool) and kind in (int, float, (int, float)):
@@ -131,9 +143,9 @@ def parse_arguments(raw: Any, field: str) -> dict[str, Any]:
     """Tool-call arguments: a JSON object, or a string holding one."""
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw) if raw.strip() else {}
-        except json.JSONDecodeError as e:
-            raise DataError(f"arguments string is not valid JSON ({e.msg} at char {e.pos})",
+            raw = loads(raw) if raw.strip() else {}
+        except (json.JSONDecodeError, ValueError) as e:
+            raise DataError(f"arguments string is not valid JSON ({getattr(e, 'msg', e)})",
                             field=field, fix="write the arguments as a JSON object") from None
     if not isinstance(raw, dict):
         raise DataError(f"arguments must be a JSON object, got {short(raw)}", field=field,
@@ -181,9 +193,9 @@ def parse_tools(raw: Any, field: str = "tools") -> list[Tool] | None:
         if not raw.strip():
             return []
         try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise DataError(f"tools string is not valid JSON ({e.msg})", field=field,
+            raw = loads(raw)
+        except (json.JSONDecodeError, ValueError) as e:
+            raise DataError(f"tools string is not valid JSON ({getattr(e, 'msg', e)})", field=field,
                             fix="write tools as a JSON list of function schemas") from None
     expect(raw, list, field, "write tools as a list of function schemas")
     return [parse_tool(t, f"{field}[{i}]") for i, t in enumerate(raw)]
@@ -213,8 +225,9 @@ def parse_message(raw: Any, field: str) -> Message:
         raise DataError(f"unknown role {short(role)}", field=f"{field}.role",
                         fix=f"use one of {', '.join(ROLES)}")
     content = text_content(raw.get("content"), f"{field}.content")
-    calls_raw = raw.get("tool_calls") or []
-    expect(calls_raw, list, f"{field}.tool_calls", "use a list of calls")
+    calls_raw = raw.get("tool_calls")
+    calls_raw = [] if calls_raw is None else expect(calls_raw, list, f"{field}.tool_calls",
+                                                    "use a list of calls")
     if calls_raw and role != "assistant":
         raise DataError(f"a {role} message cannot carry tool_calls", field=f"{field}.tool_calls",
                         fix="move the calls to an assistant message")

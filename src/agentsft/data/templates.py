@@ -23,11 +23,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from agentsft.data.readers import (
-    EXEC_CLOSE, EXEC_OPEN, THINK_CLOSE, THINK_OPEN, msagent_call,
-)
+from agentsft.data.readers import EXEC_CLOSE, EXEC_OPEN, THINK_CLOSE, THINK_OPEN, msagent_call_from
 from agentsft.data.schema import (
-    Conversation, DataError, Message, ToolCall, message_to_dict, parse_arguments,
+    DECODER, Conversation, DataError, Message, ToolCall, message_to_dict, parse_arguments,
 )
 from agentsft.errors import AgentsftError
 
@@ -185,7 +183,7 @@ class HermesTemplate(AgentTemplate):
         return out
 
     def parse_calls(self, text: str) -> list[ToolCall]:
-        return [json_call(block) for block in tagged_blocks(text, "tool_call")]
+        return [call_from_object(v) for v in json_after_tags(text, "<tool_call>")]
 
 
 def hermes_call(c: ToolCall) -> str:
@@ -193,22 +191,26 @@ def hermes_call(c: ToolCall) -> str:
     return f"<tool_call>\n{payload}\n</tool_call>"
 
 
-def tagged_blocks(text: str, tag: str) -> list[str]:
-    """Bodies of ``<tag>...</tag>`` blocks; a final unclosed block counts (generation may stop early)."""
-    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", text, re.S)
-    tail = text.rsplit(f"</{tag}>", 1)[-1]
-    if f"<{tag}>" in tail:
-        blocks.append(tail.split(f"<{tag}>", 1)[1])
-    return blocks
+def json_after_tags(text: str, tag: str) -> list[Any]:
+    """The JSON value right after each ``tag`` (past whitespace and a ```` ```JSON ```` fence).
 
-
-def json_call(block: str) -> ToolCall:
-    """``{"name": ..., "arguments": {...}}`` (or ``parameters``) -> ToolCall."""
-    try:
-        data = json.loads(block.strip())
-    except json.JSONDecodeError as e:
-        raise CallParseError(f"tool call is not valid JSON ({e.msg}): {block.strip()[:80]!r}") from None
-    return call_from_object(data)
+    Decoding from the opening tag, rather than cutting at the closing one, keeps a
+    closing tag that appears inside an argument string from breaking the call; a
+    generation that stopped before the closing tag still parses.
+    """
+    values, pos = [], 0
+    while (start := text.find(tag, pos)) >= 0:
+        at = start + len(tag)
+        fence = re.match(r"\s*```[A-Za-z]*\s*", text[at:])
+        at += fence.end() if fence else len(text[at:]) - len(text[at:].lstrip())
+        try:
+            value, pos = DECODER.raw_decode(text, at)
+        except (json.JSONDecodeError, ValueError, RecursionError) as e:
+            snippet = text[at:at + 60].strip()
+            raise CallParseError(f"tool call after {tag} is not valid JSON "
+                                 f"({getattr(e, 'msg', e)}): {snippet!r}") from None
+        values.append(value)
+    return values
 
 
 def call_from_object(data: Any) -> ToolCall:
@@ -241,38 +243,44 @@ class MsAgentTemplate(AgentTemplate):
         self.stop = (EXEC_OPEN, eos)
 
     def pieces(self, conv: Conversation, add_generation_prompt: bool) -> list[Piece]:
-        out: list[Piece] = []
-        msgs = conv.messages
+        msgs, out = conv.messages, []
+        if conv.tools and not (msgs and msgs[0].role == "system"):
+            out += [("<|system|>:", None), (self.tools_text(conv), None), ("\n", None)]
         for i, m in enumerate(msgs):
-            prev = msgs[i - 1].role if i else None
+            prev = msgs[i - 1] if i else None
             if m.role in ("system", "user"):
-                out += [(f"<|{m.role}|>:", None), (m.content, i), ("\n", None)]
+                text = m.content
+                if m.role == "system" and conv.tools:
+                    text = f"{text}\n\n{self.tools_text(conv)}" if text else self.tools_text(conv)
+                out += [(f"<|{m.role}|>:", None), (text, i), ("\n", None)]
                 continue
-            if m.role == "assistant" and prev not in ("assistant", "tool"):
+            # A turn goes on after calls and their results; a finished answer ends it.
+            goes_on = prev is not None and (prev.role == "tool" or bool(prev.tool_calls))
+            if m.role == "assistant" and not goes_on:
                 out.append(("<|assistant|>:", None))
             if m.role == "tool":
-                opened = prev == "assistant"  # the assistant's body already wrote EXEC_OPEN
+                opened = prev.role == "assistant"  # the assistant's body already wrote EXEC_OPEN
                 body = f"```JSON\n{m.content}\n```{EXEC_CLOSE}"
                 out += [(body if opened else EXEC_OPEN + body, i), ("\n", None)]
-                continue
-            if m.tool_calls:
+            elif m.tool_calls:
                 thinks = "\n\n".join(msagent_think(c) for c in m.tool_calls)
                 lead = f"{m.content}\n" if m.content else ""
                 out.append((f"{lead}{thinks}\n\n{EXEC_OPEN}", i))
             else:
-                nxt = msgs[i + 1].role if i + 1 < len(msgs) else None
-                out.append((m.content + self.eos, i))
-                if nxt not in ("assistant", "tool"):
-                    out.append(("\n", None))
+                out += [(m.content + self.eos, i), ("\n", None)]
         if add_generation_prompt:
             out.append(("<|assistant|>:", None))
         return out
 
+    @staticmethod
+    def tools_text(conv: Conversation) -> str:
+        return f"You can call these tools:\n{tools_json(conv)}"
+
     def parse_calls(self, text: str) -> list[ToolCall]:
         calls = []
-        for block in tagged_think_blocks(text):
+        for value in json_after_tags(text, THINK_OPEN):
             try:
-                calls.append(msagent_call(block, "think"))
+                calls.append(msagent_call_from(value, "think"))
             except DataError as e:
                 raise CallParseError(e.problem) from None
         return calls
@@ -281,10 +289,6 @@ class MsAgentTemplate(AgentTemplate):
 def msagent_think(c: ToolCall) -> str:
     payload = {"api_name": c.name, **c.extra, "parameters": c.arguments}
     return f"{THINK_OPEN}```JSON\n{json.dumps(payload, ensure_ascii=False)}\n```{THINK_CLOSE}"
-
-
-def tagged_think_blocks(text: str) -> list[str]:
-    return re.findall(re.escape(THINK_OPEN) + r"(.*?)" + re.escape(THINK_CLOSE), text, re.S)
 
 
 # ---------------------------------------------------------------------------
@@ -335,15 +339,32 @@ class NativeTemplate(AgentTemplate):
         if uses_tools and not self.tools_ok:
             raise DataError("the tokenizer's chat template does not render tools or tool calls",
                             field="--template native", fix="use --template hermes (or auto)")
+        msgs = conv.messages
+        text = self.apply(msgs, conv, False)
         out: list[Piece] = []
-        done = ""
-        for i, m in enumerate(conv.messages):
-            full = self.apply(conv.messages[: i + 1], conv, False)
-            head = self.apply(conv.messages[:i], conv, True) if m.role == "assistant" and i else done
-            if not (full.startswith(head) and head.startswith(done)):
+        done = ""  # the prefix of ``text`` already cut into pieces
+        for i, m in enumerate(msgs):
+            full = text if i + 1 == len(msgs) else self.apply(msgs[: i + 1], conv, False)
+            if m.role != "assistant":
+                # Some templates render a message differently once more follow (Qwen
+                # closes a run of tool results only after the last one); such a
+                # message's text then joins the next piece, masked.
+                if text.startswith(full) and len(full) >= len(done):
+                    out.append((full[len(done):], i))
+                    done = full
+                continue
+            if i == 0:
+                raise DataError("the conversation starts with an assistant message, so the text "
+                                "the chat template adds before the first reply cannot be told "
+                                "apart from the reply", field="--template native",
+                                fix="start with a system or user message, or use --template hermes")
+            head = self.apply(msgs[:i], conv, True)
+            if not (text.startswith(full) and full.startswith(head) and len(head) >= len(done)
+                    and head.startswith(done)):
                 raise DataError(f"the tokenizer's chat template is not prefix-stable at message {i} "
-                                f"({m.role}): rendering fewer messages does not give a prefix",
-                                field="--template native", fix="use --template hermes")
+                                f"({m.role}): the text before this reply is not a prefix of the "
+                                "whole conversation", field="--template native",
+                                fix="use --template hermes")
             body = full[len(head):]
             trimmed = body.rstrip()  # the newline after the end-of-turn token is not the model's
             out += [(head[len(done):], None), (trimmed, i), (body[len(trimmed):], None)]
@@ -352,15 +373,21 @@ class NativeTemplate(AgentTemplate):
                     raise DataError(f"the tokenizer's chat template dropped the call to {c.name!r}",
                                     field="--template native", fix="use --template hermes")
             done = full
+        out.append((text[len(done):], None))
         if add_generation_prompt:
-            gen = self.apply(conv.messages, conv, True)
-            out.append((gen[len(done):], None))
+            gen = self.apply(msgs, conv, True)
+            if not gen.startswith(text):
+                raise DataError("the tokenizer's chat template changes the conversation when asked "
+                                "for a generation prompt", field="--template native",
+                                fix="use --template hermes")
+            out.append((gen[len(text):], None))
         return out
 
     def parse_calls(self, text: str) -> list[ToolCall]:
-        blocks = tagged_blocks(text, "tool_call")
-        if blocks:
-            return [json_call(b) for b in blocks]
+        if "<tool_call>" in text:
+            return [call_from_object(v) for v in json_after_tags(text, "<tool_call>")]
+        # Templates without tags (Llama 3.1, Mistral) write bare JSON objects: take
+        # every top-level object that has a name and arguments / parameters.
         return [call_from_object(o) for o in json_objects(text) if looks_like_call(o)]
 
 

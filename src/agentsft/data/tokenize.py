@@ -7,6 +7,7 @@ role markers, so a mask cannot silently drift from the template.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,29 @@ def char_mask(n: int, spans: list[tuple[int, int]]) -> bytearray:
     return mask
 
 
+def special_strings(tokenizer: Any) -> list[str]:
+    """The tokenizer's special tokens (``<|im_end|>`` ...), as they appear in text."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    return sorted({t.content for t in added.values() if getattr(t, "special", False)}
+                  | set(getattr(tokenizer, "all_special_tokens", []) or []))
+
+
+def refuse_special_text(conv: Conversation, specials: list[str]) -> None:
+    """A special token written inside a message would be read as a control token
+    (an end of turn in the middle of a reply, say) and trained as one."""
+    for i, m in enumerate(conv.messages):
+        texts = [("content", m.content)] + [
+            (f"tool_calls[{j}]", json.dumps(c.arguments, ensure_ascii=False))
+            for j, c in enumerate(m.tool_calls)]
+        for field, text in texts:
+            for tok in specials:
+                if tok in text:
+                    raise DataError(f"holds the tokenizer's special token {tok!r}, which would be "
+                                    "read as a control token, not text",
+                                    field=f"messages[{i}].{field}",
+                                    fix="remove it from the data (or --skip-invalid)")
+
+
 def encode_conversations(convs: list[Conversation], tokenizer: Any, template: AgentTemplate,
                          policy: str = "assistant", max_length: int | None = None,
                          truncation: str = "drop", skip_invalid: bool = False,
@@ -84,10 +108,12 @@ def encode_conversations(convs: list[Conversation], tokenizer: Any, template: Ag
         raise DataError(f"max length must be positive, got {max_length}", field="--max-length",
                         fix="pass a positive number of tokens")
     report = EncodeReport()
+    specials = special_strings(tokenizer)
     bar = tqdm(convs, desc="tokenizing", unit="conv", disable=not progress or len(convs) < 200,
                leave=False)
     for conv in bar:
         try:
+            refuse_special_text(conv, specials)
             ex = encode(template.render(conv, policy), tokenizer, conv.source)
             if max_length is not None and len(ex) > max_length:
                 if truncation == "drop":
