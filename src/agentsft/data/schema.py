@@ -169,15 +169,23 @@ def text_content(raw: Any, field: str) -> str:
     return expect(raw, str, field, "use a string")
 
 
-def parse_tool(raw: Any, field: str) -> Tool:
-    """A tool as ``{"type": "function", "function": {...}}`` or the bare function object."""
-    expect(raw, dict, field, 'use {"type": "function", "function": {"name": ..., "parameters": {...}}}')
+def named_function(raw: Any, field: str, body: str) -> tuple[dict, str, str]:
+    """``{"type": "function", "function": {"name": ...}}`` or the bare function object:
+    the function object, its field path, and its name (a non-empty string)."""
+    expect(raw, dict, field, f'use {{"type": "function", "function": {{"name": ..., "{body}": {{...}}}}}}')
     fn = raw.get("function", raw)
     f = f"{field}.function" if "function" in raw else field
-    expect(fn, dict, f, "use an object with name, description, parameters")
+    expect(fn, dict, f, f"use an object with a name and {body}")
     name = fn.get("name")
     if not isinstance(name, str) or not name:
-        raise DataError("tool has no name", field=f"{f}.name", fix="give every tool a string name")
+        raise DataError(f"has no name, got {short(name)}", field=f"{f}.name",
+                        fix="give it the tool's name as a string")
+    return fn, f, name
+
+
+def parse_tool(raw: Any, field: str) -> Tool:
+    """A tool as ``{"type": "function", "function": {...}}`` or the bare function object."""
+    fn, f, name = named_function(raw, field, "parameters")
     params = fn.get("parameters", {"type": "object", "properties": {}})
     expect(params, dict, f"{f}.parameters", "use a JSON schema object")
     desc = fn.get("description", "") or ""
@@ -202,14 +210,7 @@ def parse_tools(raw: Any, field: str = "tools") -> list[Tool] | None:
 
 
 def parse_call(raw: Any, field: str) -> ToolCall:
-    expect(raw, dict, field, 'use {"type": "function", "function": {"name": ..., "arguments": {...}}}')
-    fn = raw.get("function", raw)
-    f = f"{field}.function" if "function" in raw else field
-    expect(fn, dict, f, "use an object with name and arguments")
-    name = fn.get("name")
-    if not isinstance(name, str) or not name:
-        raise DataError("tool call has no name", field=f"{f}.name",
-                        fix="name the tool being called")
+    fn, f, name = named_function(raw, field, "arguments")
     args = parse_arguments(fn.get("arguments", {}), f"{f}.arguments")
     call_id = raw.get("id")
     if call_id is not None:
