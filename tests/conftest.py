@@ -37,6 +37,27 @@ def tokenizer():
     return load_tokenizer()
 
 
+def make_tiny_model(folder: Path, tokenizer) -> Path:
+    """A 2-layer, width-64 Llama with random weights, saved with the real tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=2048, tie_word_embeddings=True,
+                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tokenizer, tmp_path_factory) -> Path:
+    """Folder of a tiny random model on the real tokenizer, built once per session."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), tokenizer)
+
+
 @pytest.fixture(scope="session")
 def tool_tokenizer(tokenizer):
     """The same tokenizer with a chat template that renders tools."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentsft import models
+from agentsft.files import write_folder_atomically
 from agentsft.errors import AgentsftError
 
 
@@ -13,7 +14,7 @@ def test_default_tokenizer_converts_once_into_an_empty_cache(tmp_path, monkeypat
     tok = models.load_tokenizer()
     folder = tmp_path / models.DEFAULT_MODEL / "tokenizer"
     assert (folder / "tokenizer.json").is_file()
-    assert [p.name for p in tmp_path.joinpath(models.DEFAULT_MODEL).iterdir()] == ["tokenizer"]
+    assert [p.name for p in tmp_path.joinpath(models.DEFAULT_MODEL).iterdir()] == ["tokenizer"]  # not the model
     assert len(tok) == 49152 and tok.is_fast
     assert tok.eos_token == "<|im_end|>" and tok.convert_tokens_to_ids("<|im_end|>") == 2
     assert tok.pad_token is not None
@@ -30,7 +31,7 @@ def test_a_failed_conversion_leaves_nothing_that_looks_complete(tmp_path):
         raise RuntimeError("killed mid-write")
 
     with pytest.raises(RuntimeError):
-        models.write_atomically(target, fill)
+        write_folder_atomically(target, fill)
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -1,6 +1,7 @@
 """The ``agentsft`` command: one verb per stage of the pipeline.
 
     agentsft data check|preview|stats|convert   look at data before training on it
+    agentsft train                              fine-tune (LoRA, QLoRA, full)
 
 Errors the user can fix print as one line on stderr and exit with code 2.
 """
@@ -10,13 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from agentsft import __version__
 from agentsft.data.readers import FORMATS
 from agentsft.data.templates import POLICIES, TEMPLATES
 from agentsft.data.tokenize import TRUNCATION
 from agentsft.errors import AgentsftError
-from agentsft.models import DEFAULT_MODEL
+from agentsft.config import DEFAULT_MODEL
 
 
 def whole_number(minimum: int):
@@ -105,7 +107,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", default="openai", choices=("openai",))
     p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
     add_reading(p)
+    add_train(verbs)
     return parser
+
+
+def add_train(verbs) -> None:
+    p = verbs.add_parser(
+        "train", help="fine-tune a model on agent conversations (LoRA, QLoRA or full)",
+        description="Fine-tune a model on agent conversations. Give a config file (YAML/JSON, or "
+                    "the agent-framework model_configs.json), flags for the common case, or both; "
+                    "--set overrides any key. Loss falls only on what the agent writes.",
+        epilog="examples:\n"
+               "  agentsft train --data examples/persona.jsonl --output runs/persona\n"
+               "  agentsft train config.yaml --set training.learning_rate=1e-4\n"
+               "  agentsft train --resume runs/persona\n"
+               "  torchrun --nproc_per_node 2 -m agentsft train config.yaml   (data parallel)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", metavar="CONFIG", help="config file (YAML or JSON)")
+    p.add_argument("--set", action="append", default=[], metavar="GROUP.KEY=VALUE",
+                   help="override a config key, e.g. --set training.epochs=2 (repeatable)")
+    p.add_argument("--config-name", help="which entry of an agent-framework model_configs.json")
+    p.add_argument("--model", help=f"hub id, local folder, or {DEFAULT_MODEL} (default)")
+    p.add_argument("--data", nargs="+", metavar="FILE", help="training data files")
+    p.add_argument("--val", nargs="+", metavar="FILE",
+                   help="validation files (default: a seeded 10%% of the training data)")
+    p.add_argument("--output", metavar="RUN_DIR", help="run directory (e.g. runs/NAME)")
+    p.add_argument("--method", choices=("lora", "qlora", "full"), help="default: lora")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", type=whole_number(1))
+    p.add_argument("--adapter", metavar="RUN_DIR", help="continue training this LoRA adapter")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a stopped run from its last checkpoint (its config is reused)")
+
+
+def run_train(args) -> int:
+    from agentsft import config
+    from agentsft.train import train
+    flags = {"model.name": args.model, "data.train": args.data, "data.val": args.val,
+             "training.output": args.output, "training.method": args.method,
+             "training.epochs": args.epochs, "training.max_steps": args.max_steps,
+             "training.adapter": args.adapter}
+    if args.resume:
+        saved = Path(args.resume) / "config.yaml"
+        if args.config or not saved.is_file():
+            raise AgentsftError(f"--resume {args.resume}: " + (
+                "give either a config or --resume, not both" if args.config else
+                "no config.yaml there, so it is not a run directory") +
+                ". Fix: agentsft train --resume RUN_DIR")
+        cfg = config.load(saved, args.set, flags={**flags, "training.output": args.resume})
+        train(cfg, resume=True)
+        return 0
+    cfg = config.load(args.config, args.set, args.config_name, flags)
+    train(cfg)
+    return 0
 
 
 def tokenizer_and_template(args):
@@ -141,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.verb == "data":
             return run_data(args, parser)
+        if args.verb == "train":
+            return run_train(args)
         parser.print_help()
         return 2
     except AgentsftError as e:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections import Counter
 from typing import Any, TextIO
 
@@ -18,6 +17,7 @@ from agentsft.data.readers import ReadReport, read_conversations
 from agentsft.data.schema import Conversation, DataError
 from agentsft.data.templates import Rendered, trained_messages
 from agentsft.data.tokenize import EncodeReport, Example, encode_conversations
+from agentsft.files import atomic_file
 
 SHOWN = 20  # list at most this many warnings / skipped records, then a count
 
@@ -267,18 +267,6 @@ def convert(paths: list[str], to: str, out: str, format: str, skip_invalid: bool
 
 def write_jsonl(path: str, records) -> None:
     """One JSON object a line, written to a temporary file and renamed into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".convert.", dir=folder)
-    except OSError as e:
-        raise DataError(f"cannot write there ({e.strerror})", where=path,
-                        fix="choose a folder you can write to") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
