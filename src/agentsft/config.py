@@ -78,6 +78,11 @@ class LoraOptions:
     """Train biases: ``none``, ``all`` or ``lora_only``."""
 
     def __post_init__(self):
+        # "all-linear" is PEFT's keyword; anything else is a list of module names.
+        modules = self.target_modules
+        if isinstance(modules, str):
+            modules = [m.strip() for m in modules.split(",") if m.strip()]
+        self.target_modules = "all-linear" if modules == ["all-linear"] else modules
         if self.r < 1:
             fail("lora.r", f"rank must be positive, got {self.r}", "use e.g. 8, 16 or 64")
         if not 0 <= self.dropout < 1:
@@ -274,7 +279,8 @@ TRUE, FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 def convert(value: Any, hint: Any, key: str) -> Any:
     """``value`` as type ``hint``; strings such as ``"True"`` or ``"1e-4"`` are converted."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+    spelled_null = isinstance(value, str) and value.lower() in ("none", "null") and str not in options
+    if value is None or spelled_null:
         if type(None) in options:
             return None
         fail(key, "cannot be empty", "give it a value")

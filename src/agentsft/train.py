@@ -568,7 +568,9 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     tokens0 = trainer.state.num_input_tokens_seen
     result = trainer.train(resume_from_checkpoint=str(start) if start else None)
     seconds = time.perf_counter() - began
-    done = TrainResult(run, trainer.model, trainer.state.global_step, seconds,
+    # Mixed precision wraps forward() in autocast; callers get the plain model back.
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    done = TrainResult(run, model, trainer.state.global_step, seconds,
                        trainer.state.num_input_tokens_seen - tokens0, result.training_loss)
     if is_main():
         save_outputs(trainer, tokenizer, cfg, template.name, run)

@@ -1,0 +1,127 @@
+"""Config: typed groups, conversions, unknown keys with suggestions, the agent-framework layout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from agentsft import config
+from agentsft.config import ConfigError
+
+# The shape the agent-framework example shipped, string booleans and dtype names included.
+AGENT_FRAMEWORK = [{
+    "config_name": "my_custom_model",
+    "model_type": "huggingface",
+    "pretrained_model_name_or_path": "google/gemma-7b",
+    "max_length": 128,
+    "device": "cuda",
+    "data_path": "GAIR/lima",
+    "fine_tune_config": {
+        "continue_lora_finetuning": "False",
+        "max_seq_length": 4096,
+        "lora_config": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bias": "none",
+                        "task_type": "CAUSAL_LM"},
+        "training_args": {"num_train_epochs": 5, "gradient_accumulation_steps": 1,
+                          "learning_rate": "0.0001", "per_device_train_batch_size": 1,
+                          "output_dir": "runs/gemma", "bf16": "True", "gradient_checkpointing": "True"},
+        "bnb_config": {"load_in_4bit": "True", "bnb_4bit_use_double_quant": "True",
+                       "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "torch.bfloat16"},
+    },
+}]
+
+
+def test_defaults_follow_the_qlora_recipe():
+    cfg = config.load(flags={"training.method": "qlora"})
+    q, lo = cfg.quantization, cfg.lora
+    assert (q.bits, q.quant_type, q.double_quant, q.compute_dtype) == (4, "nf4", True, "bfloat16")
+    assert (lo.r, lo.alpha, lo.dropout, lo.target_modules) == (16, 32, 0.05, "all-linear")
+    assert cfg.training.method == "qlora" and cfg.model.name == config.DEFAULT_MODEL
+
+
+def test_agent_framework_config_with_string_booleans_loads(tmp_path):
+    p = tmp_path / "model_configs.json"
+    p.write_text(json.dumps(AGENT_FRAMEWORK))
+    cfg = config.load(p)
+    assert cfg.model.name == "google/gemma-7b" and cfg.model.device == "cuda"
+    assert cfg.data.train == ["GAIR/lima"] and cfg.data.max_length == 4096
+    assert cfg.eval.max_new_tokens == 128
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (16, 32, 0.05)
+    t = cfg.training
+    assert (t.epochs, t.learning_rate, t.batch_size, t.output) == (5.0, 1e-4, 1, "runs/gemma")
+    assert t.precision == "bf16" and t.gradient_checkpointing is True and t.method == "qlora"
+    q = cfg.quantization
+    assert (q.bits, q.double_quant, q.quant_type, q.compute_dtype) == (4, True, "nf4", "bfloat16")
+    assert t.adapter is None
+
+
+def test_agent_framework_continue_lora_uses_the_saved_adapter(tmp_path):
+    entry = json.loads(json.dumps(AGENT_FRAMEWORK[0]))
+    entry["local_model_path"] = "runs/earlier"
+    entry["fine_tune_config"]["continue_lora_finetuning"] = "true"
+    del entry["fine_tune_config"]["lora_config"]
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps([entry, dict(entry, config_name="other")]))
+    cfg = config.load(p, config_name="my_custom_model")
+    assert cfg.training.adapter == "runs/earlier" and cfg.model.name == "google/gemma-7b"
+    with pytest.raises(ConfigError, match="holds 2 model configs.*--config-name"):
+        config.load(p)
+    entry["fine_tune_config"]["lora_config"] = {"r": 8}
+    p.write_text(json.dumps(entry))
+    with pytest.raises(ConfigError, match="lora_config.*ignored when continuing"):
+        config.load(p)
+
+
+def test_unknown_keys_are_named_with_the_closest_valid_one(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("training:\n  learnig_rate: 0.001\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: config key 'training.learnig_rate' is unknown\. "
+                                          r"Fix: did you mean 'training.learning_rate'\?"):
+        config.load(p)
+    with pytest.raises(ConfigError, match=r"'trainig' is unknown\. Fix: did you mean 'training'"):
+        config.load(overrides=["trainig.epochs=2"])
+    bad = json.loads(json.dumps(AGENT_FRAMEWORK))
+    bad[0]["fine_tune_config"]["training_args"]["num_train_epoch"] = 1
+    p = tmp_path / "af.json"
+    p.write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match="training_args.num_train_epoch' is unknown.*num_train_epochs"):
+        config.load(p)
+
+
+def test_values_are_converted_or_rejected_with_the_key():
+    cfg = config.load(overrides=["training.gradient_checkpointing=True", "model.dtype=torch.float16",
+                                 "training.learning_rate=5e-5", "training.max_steps=10",
+                                 "lora.target_modules=q_proj,v_proj", "data.train=a.jsonl"])
+    t = cfg.training
+    assert t.gradient_checkpointing is True and t.learning_rate == 5e-5 and t.max_steps == 10
+    assert cfg.model.dtype == "float16" and cfg.lora.target_modules == ["q_proj", "v_proj"]
+    assert cfg.data.train == ["a.jsonl"]
+    with pytest.raises(ConfigError, match=r"'training.batch_size': 'four' is not a whole number"):
+        config.load(overrides=["training.batch_size=four"])
+    with pytest.raises(ConfigError, match=r"'training.gradient_checkpointing': 'maybe' is not true/false"):
+        config.load(overrides=["training.gradient_checkpointing=maybe"])
+    with pytest.raises(ConfigError, match=r"'training.method': 'dora' is not one of lora, qlora, full"):
+        config.load(overrides=["training.method=dora"])
+    with pytest.raises(ConfigError, match=r"'lora.dropout': must be in \[0, 1\)"):
+        config.load(overrides=["lora.dropout=1.5"])
+    with pytest.raises(ConfigError, match="expected group.key=value"):
+        config.load(overrides=["epochs=3"])
+
+
+def test_saved_config_round_trips_and_redacts_tokens(tmp_path):
+    cfg = config.load(flags={"model.name": "org/model", "data.train": ["x.jsonl"],
+                             "training.output": "hf_abcdefghijklmnop/run"})
+    config.save(cfg, tmp_path / "config.yaml")
+    text = (tmp_path / "config.yaml").read_text()
+    assert "hf_abcdefghijklmnop" not in text and "hf_***" in text
+    again = config.load(tmp_path / "config.yaml")
+    assert again.model.name == "org/model" and again.data.train == ["x.jsonl"]
+    assert yaml.safe_load(text)["training"]["learning_rate"] == 2e-4
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("training:\n  epochs: 3\n bad: [\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:\d+: invalid YAML"):
+        config.load(p)
