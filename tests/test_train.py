@@ -204,6 +204,35 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_model, d
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
+def test_loss_is_averaged_over_trained_tokens_of_the_whole_accumulated_batch(tiny_model, data,
+                                                                            tmp_path):
+    # Rows carry different numbers of trained tokens; a per-micro-batch mean would weight
+    # them differently from one big batch. Averaged over the accumulated batch's tokens,
+    # 2 x 4 accumulated equals 8 at once.
+    common = {"training.max_steps": 4, "training.precision": "fp32", "training.eval_every": 0,
+              "data.val": [], "data.val_fraction": 0}
+    uneven = tmp_path / "uneven.jsonl"
+    uneven.write_text("".join(json.dumps(chat(i, " ".join([w] * (1 + 6 * (i % 2))))) + "\n"
+                              for i, w in enumerate(WORDS)))
+    data = {"train": uneven, "val": uneven}
+    one = train(settings(tiny_model, data, tmp_path / "b8", **common, **{"training.batch_size": 8}))
+    acc = train(settings(tiny_model, data, tmp_path / "b4x2", **common,
+                         **{"training.batch_size": 4, "training.gradient_accumulation": 2}))
+    a = [r["loss"] for r in metrics(one.run.root)]
+    b = [r["loss"] for r in metrics(acc.run.root)]
+    torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-4, atol=0)
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tiny_model, data, tmp_path):
+    common = {"training.max_steps": 3, "training.precision": "fp32", "training.eval_every": 0}
+    plain = train(settings(tiny_model, data, tmp_path / "plain", **common))
+    ckpt = train(settings(tiny_model, data, tmp_path / "ckpt", **common,
+                          **{"training.gradient_checkpointing": True}))
+    a = [r["loss"] for r in metrics(plain.run.root) if "loss" in r]
+    b = [r["loss"] for r in metrics(ckpt.run.root) if "loss" in r]
+    torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-5, atol=0)
+
+
 # --- resume after SIGKILL -------------------------------------------------------------------
 
 
