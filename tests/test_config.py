@@ -125,3 +125,14 @@ def test_invalid_yaml_names_the_line(tmp_path):
     p.write_text("training:\n  epochs: 3\n bad: [\n")
     with pytest.raises(ConfigError, match=r"c.yaml:\d+: invalid YAML"):
         config.load(p)
+
+
+def test_the_example_configs_load():
+    from conftest import ROOT
+    cfg = config.load(ROOT / "configs/persona.yaml")
+    assert cfg.training.output == "runs/persona" and cfg.data.train == ["examples/persona.jsonl"]
+    q = config.load(ROOT / "configs/model_configs.json", config_name="marlo_qlora")
+    assert q.training.method == "qlora" and q.quantization.bits == 4 and q.training.precision == "bf16"
+    assert q.model.name == config.DEFAULT_MODEL and q.eval.max_new_tokens == 128
+    cpu = config.load(ROOT / "configs/model_configs.json", config_name="marlo_lora_cpu")
+    assert cpu.training.method == "lora" and cpu.model.device == "cpu"
