@@ -170,11 +170,11 @@ class TrainingOptions:
     """``auto`` (bf16 where fast, else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA)."""
     optimizer: str = "adamw_torch"
     seed: int = 42
-    log_every: int = 10
+    log_every: int = 5
     """Optimizer steps between log lines in metrics.jsonl."""
-    eval_every: int = 50
+    eval_every: int = 25
     """Steps between validation runs (0: only at the end)."""
-    save_every: int = 50
+    save_every: int = 25
     """Steps between checkpoints."""
     keep_last: int = 2
     """Checkpoints kept besides the best one."""

@@ -565,9 +565,9 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     log.trainer = trainer
     trainer.remove_callback(PrinterCallback)  # our RunLog shows and records the logs
     began = time.perf_counter()
-    tokens0 = trainer.state.num_input_tokens_seen
     result = trainer.train(resume_from_checkpoint=str(start) if start else None)
     seconds = time.perf_counter() - began
+    tokens0 = log.tokens0 or 0  # tokens already seen when this process began (resume)
     # Mixed precision wraps forward() in autocast; callers get the plain model back.
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     done = TrainResult(run, model, trainer.state.global_step, seconds,
