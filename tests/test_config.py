@@ -109,15 +109,39 @@ def test_values_are_converted_or_rejected_with_the_key():
         config.load(overrides=["epochs=3"])
 
 
-def test_saved_config_round_trips_and_redacts_tokens(tmp_path):
-    cfg = config.load(flags={"model.name": "org/model", "data.train": ["x.jsonl"],
-                             "training.output": "hf_abcdefghijklmnop/run"})
+def test_saved_config_round_trips_and_redacts_tokens(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "my-private-token-value")
+    token_shaped = "hf_" + "a1B2c3D4e5" * 3 + "f6G7"
+    cfg = config.load(flags={"model.name": "org/model", "data.train": ["hf_datasets/x.jsonl"],
+                             "training.output": f"runs/{token_shaped}",
+                             "training.adapter": "runs/my-private-token-value"})
     config.save(cfg, tmp_path / "config.yaml")
     text = (tmp_path / "config.yaml").read_text()
-    assert "hf_abcdefghijklmnop" not in text and "hf_***" in text
+    assert token_shaped not in text and "runs/hf_***" in text
+    assert "my-private-token-value" not in text and "runs/***" in text
     again = config.load(tmp_path / "config.yaml")
-    assert again.model.name == "org/model" and again.data.train == ["x.jsonl"]
+    assert again.model.name == "org/model" and again.data.train == ["hf_datasets/x.jsonl"]
     assert yaml.safe_load(text)["training"]["learning_rate"] == 2e-4
+
+
+def test_method_and_quantization_must_agree():
+    with pytest.raises(ConfigError, match=r"lora loads the model unquantized, but quantization.bits "
+                                          r"is 4.*quantization.bits=null"):
+        config.load(overrides=["quantization.bits=4"])
+    assert config.load(overrides=["training.method=qlora", "quantization.bits=8"]).quantization.bits == 8
+
+
+def test_numbers_must_be_finite_and_in_range():
+    for item, message in (("training.batch_size=inf", "is not a whole number"),
+                          ("training.learning_rate=.nan", "is not a number"),
+                          ("training.epochs=.inf", "is not a number"),
+                          ("training.eval_every=-1", "cannot be negative"),
+                          ("training.max_grad_norm=-1", "cannot be negative"),
+                          ("lora.alpha=0", "must be positive"),
+                          ("eval.batch_size=0", "must be at least 1")):
+        with pytest.raises(ConfigError, match=message):
+            config.load(overrides=[item])
+    assert config.load(overrides=["data.train=torch.jsonl"]).data.train == ["torch.jsonl"]
 
 
 def test_invalid_yaml_names_the_line(tmp_path):

@@ -233,6 +233,28 @@ def test_gradient_checkpointing_gives_the_same_losses(tiny_model, data, tmp_path
     torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-5, atol=0)
 
 
+def test_continuing_an_adapter_finds_its_base_model(lora_run, tiny_model):
+    from agentsft.train import use_adapter_base
+    cfg = config.load(flags={"training.adapter": str(lora_run.run.root)})
+    assert cfg.model.name == config.DEFAULT_MODEL
+    use_adapter_base(cfg)
+    assert cfg.model.name == str(tiny_model)
+
+
+def test_resume_forgets_what_came_after_the_checkpoint(tmp_path):
+    from agentsft.train import RunDir, clean_for_resume
+    run = RunDir(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 5, "loss": 1.0}\n{"step": 6, "val_loss": 1.0}\n{"step": 7, "loss": 0.9}\n{"ste')
+    (tmp_path / "best.json").write_text('{"step": 7, "metric": "ppl", "value": 2.0}')
+    (tmp_path / ".final.abc123").mkdir()
+    (tmp_path / ".loss.png.xyz").write_text("half")
+    clean_for_resume(run, 6)
+    assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [5, 6]
+    assert not (tmp_path / "best.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+
+
 # --- resume after SIGKILL -------------------------------------------------------------------
 
 
@@ -295,11 +317,28 @@ def test_cli_train_writes_the_run_and_refuses_to_overwrite_it(tiny_model, data, 
     assert "Traceback" not in bad.stderr
 
 
+def test_a_failed_start_leaves_the_folder_free_and_method_flag_wins(tiny_model, data, tmp_path):
+    out = str(tmp_path / "run")
+    common = ["--model", str(tiny_model), "--data", str(data["train"]), "--output", out]
+    if not torch.cuda.is_available():
+        failed = run_cli("train", *common, "--method", "qlora")
+        assert failed.returncode == 2 and "needs a CUDA GPU" in failed.stderr
+    # The agent-framework QLoRA entry, run as plain LoRA on this machine, in the same folder.
+    ok = run_cli("train", str(ROOT / "configs/model_configs.json"), "--config-name", "marlo_qlora",
+                 "--method", "lora", *common, "--max-steps", "1", "--set", "model.device=auto")
+    assert ok.returncode == 0, ok.stderr
+    saved = config.load(Path(out) / "config.yaml")
+    assert saved.training.method == "lora" and saved.quantization.bits is None
+
+
 def test_two_processes_follow_the_same_loss_curve_as_one(tiny_model, data, tmp_path):
     """Data parallel under torchrun (gloo, CPU): same global batch, same losses."""
+    # Validation every 2 steps and saves far apart: a new best forces a save between the
+    # save steps, which every rank must enter together.
     base = ["--model", str(tiny_model), "--data", str(data["train"]), "--max-steps", "6",
-            "--set", "training.log_every=1", "--set", "training.eval_every=0",
-            "--set", "data.val_fraction=0", "--set", "lora.dropout=0",
+            "--val", str(data["val"]), "--set", "training.log_every=1",
+            "--set", "training.eval_every=2", "--set", "training.save_every=100",
+            "--set", "lora.dropout=0",
             "--set", "training.precision=fp32", "--set", "training.learning_rate=1e-2"]
     one = run_cli("train", *base, "--output", str(tmp_path / "one"), "--set", "training.batch_size=4")
     assert one.returncode == 0, one.stderr
@@ -308,9 +347,14 @@ def test_two_processes_follow_the_same_loss_curve_as_one(tiny_model, data, tmp_p
                           "--output", str(tmp_path / "two"), "--set", "training.batch_size=2"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
-    a = [r["loss"] for r in metrics(tmp_path / "one")]
-    b = [r["loss"] for r in metrics(tmp_path / "two")]
+    a = [r["loss"] for r in metrics(tmp_path / "one") if "loss" in r]
+    b = [r["loss"] for r in metrics(tmp_path / "two") if "loss" in r]
     assert len(a) == len(b) == 6
+    va = [r["val_loss"] for r in metrics(tmp_path / "one") if "val_loss" in r]
+    vb = [r["val_loss"] for r in metrics(tmp_path / "two") if "val_loss" in r]
+    assert len(va) == len(vb) == 3
+    torch.testing.assert_close(torch.tensor(vb), torch.tensor(va), rtol=2e-3, atol=0)
+    assert (tmp_path / "two" / "best").is_dir()
     assert a[-1] < a[0]
     torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=2e-3, atol=0)
 

@@ -147,6 +147,8 @@ def run_train(args) -> int:
              "training.output": args.output, "training.method": args.method,
              "training.epochs": args.epochs, "training.max_steps": args.max_steps,
              "training.adapter": args.adapter}
+    if args.method in ("lora", "full"):  # an explicit unquantized method wins over a config's bits
+        args.set = ["quantization.bits=null", *args.set]
     if args.resume:
         saved = Path(args.resume) / "config.yaml"
         if args.config or not saved.is_file():

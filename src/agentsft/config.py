@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 import types
 import typing
@@ -60,6 +61,7 @@ class ModelOptions:
     """Hub revision (branch, tag or commit)."""
 
     def __post_init__(self):
+        self.dtype = self.dtype.removeprefix("torch.")
         choose("model.dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             fail("model.device", f"{self.device!r} is not a device", "use auto, cpu, cuda, cuda:N or mps")
@@ -85,6 +87,8 @@ class LoraOptions:
         self.target_modules = "all-linear" if modules == ["all-linear"] else modules
         if self.r < 1:
             fail("lora.r", f"rank must be positive, got {self.r}", "use e.g. 8, 16 or 64")
+        if self.alpha < 1:
+            fail("lora.alpha", f"must be positive, got {self.alpha}", "use e.g. 2 x lora.r")
         if not 0 <= self.dropout < 1:
             fail("lora.dropout", f"must be in [0, 1), got {self.dropout}", "use e.g. 0.05")
         choose("lora.bias", self.bias, ("none", "all", "lora_only"))
@@ -103,6 +107,7 @@ class QuantizationOptions:
     """Dtype of the matrix products on dequantized weights."""
 
     def __post_init__(self):
+        self.compute_dtype = self.compute_dtype.removeprefix("torch.")
         choose("quantization.bits", self.bits, (None, 4, 8))
         choose("quantization.quant_type", self.quant_type, ("nf4", "fp4"))
         choose("quantization.compute_dtype", self.compute_dtype, ("float32", "bfloat16", "float16"))
@@ -173,7 +178,7 @@ class TrainingOptions:
     log_every: int = 5
     """Optimizer steps between log lines in metrics.jsonl."""
     eval_every: int = 25
-    """Steps between validation runs (0: only at the end)."""
+    """Steps between validation runs (0: only once, at the end)."""
     save_every: int = 25
     """Steps between checkpoints."""
     keep_last: int = 2
@@ -189,6 +194,9 @@ class TrainingOptions:
         for key in ("batch_size", "gradient_accumulation", "log_every", "save_every", "keep_last"):
             if getattr(self, key) < 1:
                 fail(f"training.{key}", f"must be at least 1, got {getattr(self, key)}", "use 1 or more")
+        for key in ("eval_every", "max_grad_norm", "weight_decay", "warmup_steps"):
+            if (getattr(self, key) or 0) < 0:
+                fail(f"training.{key}", f"cannot be negative, got {getattr(self, key)}", "use 0 or more")
         if self.learning_rate <= 0:
             fail("training.learning_rate", f"must be positive, got {self.learning_rate}", "use e.g. 2e-4")
         if self.max_steps is not None and self.max_steps < 1:
@@ -206,6 +214,11 @@ class EvalOptions:
     max_new_tokens: int = 256
     """Generation limit for evaluation and chat."""
 
+    def __post_init__(self):
+        for key in ("batch_size", "max_new_tokens"):
+            if getattr(self, key) < 1:
+                fail(f"eval.{key}", f"must be at least 1, got {getattr(self, key)}", "use 1 or more")
+
 
 @dataclass
 class Config:
@@ -217,11 +230,12 @@ class Config:
     eval: EvalOptions = field(default_factory=EvalOptions)
 
     def __post_init__(self):
-        if self.training.method == "qlora" and self.quantization.bits is None:
+        method, bits = self.training.method, self.quantization.bits
+        if method == "qlora" and bits is None:
             self.quantization.bits = 4
-        if self.quantization.bits and self.training.method == "full":
-            fail("training.method", "full fine-tuning cannot train quantized weights",
-                 "use method lora or qlora, or drop quantization.bits")
+        if method != "qlora" and bits is not None:
+            fail("training.method", f"{method} loads the model unquantized, but quantization.bits "
+                 f"is {bits}", "use --method qlora, or --set quantization.bits=null")
 
     def to_dict(self) -> dict[str, Any]:
         return redact(dataclasses.asdict(self))
@@ -289,7 +303,7 @@ def convert(value: Any, hint: Any, key: str) -> Any:
             continue
         try:
             return convert_one(value, option)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             continue
     fail(key, f"{short(value)} is not {' or '.join(type_name(o) for o in options if o is not type(None))}",
          "give a value of that type")
@@ -316,18 +330,20 @@ def convert_one(value: Any, option: Any) -> Any:
         if isinstance(value, bool):
             raise TypeError("a boolean is not a number")
         number = float(value) if isinstance(value, str) else value
-        if not isinstance(number, (int, float)) or number != int(number):
+        if not isinstance(number, (int, float)) or not math.isfinite(number) or number != int(number):
             raise ValueError("not a whole number")
         return int(number)
     if option is float:
         if isinstance(value, bool):
             raise TypeError("a boolean is not a number")
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError("not a finite number")
+        return number
     if option is str:
         if isinstance(value, (dict, list)):
             raise TypeError("not a string")
-        text = str(value)
-        return text.removeprefix("torch.") if text.startswith("torch.") else text
+        return str(value)
     raise TypeError(f"unsupported type {option}")
 
 
@@ -405,16 +421,22 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-HF_TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+# Hub tokens are "hf_" and 34 letters or digits; shorter hf_ names (hf_datasets) are paths.
+HF_TOKEN_PATTERN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
 
 
-def redact(value: Any) -> Any:
-    """Replace anything that looks like a hub token, anywhere in a nested structure."""
+def redact(value: Any, secrets: tuple[str, ...] | None = None) -> Any:
+    """``value`` with the environment's hub token, and anything shaped like one, replaced."""
+    if secrets is None:
+        from agentsft.models import hf_token
+        secrets = tuple(t for t in [hf_token()] if t)
     if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
+        return {k: redact(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v) for v in value]
+        return [redact(v, secrets) for v in value]
     if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
         return HF_TOKEN_PATTERN.sub("hf_***", value)
     return value
 
@@ -442,6 +464,7 @@ AF_TRAINING = {
     "gradient_checkpointing": "gradient_checkpointing", "optim": "optimizer", "seed": "seed",
     "logging_steps": "log_every", "eval_steps": "eval_every", "save_steps": "save_every",
     "save_total_limit": "keep_last", "output_dir": "output", "bf16": None, "fp16": None,
+    "per_device_eval_batch_size": None,
 }
 AF_BNB = {"load_in_4bit": None, "load_in_8bit": None, "bnb_4bit_use_double_quant": "double_quant",
           "bnb_4bit_quant_type": "quant_type", "bnb_4bit_compute_dtype": "compute_dtype"}
@@ -506,9 +529,13 @@ def from_agent_framework(data: Any, config_name: str | None) -> dict[str, Any]:
     args = ft.get("training_args") or {}
     for key, value in mapped(args, AF_TRAINING, "fine_tune_config.training_args."):
         out["training"][key] = value
-    for flag, precision in (("bf16", "bf16"), ("fp16", "fp16")):
-        if flag in args and convert(args[flag], bool, f"fine_tune_config.training_args.{flag}"):
-            out["training"]["precision"] = precision
+    flags = {f: convert(args[f], bool, f"fine_tune_config.training_args.{f}")
+             for f in ("bf16", "fp16") if f in args}
+    if flags:  # as TrainingArguments read them: both off means full precision
+        out["training"]["precision"] = "bf16" if flags.get("bf16") else (
+            "fp16" if flags.get("fp16") else "fp32")
+    if "per_device_eval_batch_size" in args:
+        out["eval"]["batch_size"] = args["per_device_eval_batch_size"]
     bnb = ft.get("bnb_config") or {}
     for key, value in mapped(bnb, AF_BNB, "fine_tune_config.bnb_config."):
         out["quantization"][key] = value

@@ -53,3 +53,21 @@ def write_folder_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def replace_folder(target: Path, fill: Callable[[Path], None]) -> Path:
+    """Like :func:`write_folder_atomically`, but an existing ``target`` is swapped out only
+    once the new folder is complete."""
+    if not target.exists():
+        return write_folder_atomically(target, fill)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    old = target.with_name(f".{target.name}.old")
+    try:
+        fill(tmp)
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, old)
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return target

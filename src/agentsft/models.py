@@ -48,8 +48,11 @@ def hf_token() -> str | None:
     if env.is_file():
         for line in env.read_text(encoding="utf-8").splitlines():
             key, _, value = line.partition("=")
-            if key.strip().removeprefix("export ").strip() in TOKEN_VARS and value.strip():
-                return value.strip().strip("'\"")
+            value = value.strip()
+            if value[:1] not in ("'", '"'):
+                value = value.split(" #", 1)[0].strip()  # an inline comment
+            if key.strip().removeprefix("export ").strip() in TOKEN_VARS and value.strip("'\""):
+                return value.strip("'\"")
     return None
 
 
@@ -137,10 +140,15 @@ def not_found(what: str, name: str, where: str, error: Exception) -> AgentsftErr
 
 
 def resolve_device(device: str = "auto") -> str:
+    """``cuda:N`` for this process (torchrun's LOCAL_RANK picks N), ``mps`` or ``cpu``."""
     import torch
+    if device == "auto" and torch.cuda.is_available():
+        device = "cuda"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        index = int(device.split(":")[1]) if ":" in device else int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(index)  # the Trainer and bitsandbytes use the current device
+        return f"cuda:{index}"
     if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return "mps"
         return "cpu"
@@ -166,7 +174,11 @@ def cpu_has_fast_bf16() -> bool:
 def fast_bf16(device: str) -> bool:
     import torch
     if device.startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
+        # Natively (Ampere and later); older GPUs only emulate bf16, slowly.
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:
+            return torch.cuda.get_device_capability()[0] >= 8
     return device == "cpu" and cpu_has_fast_bf16()
 
 
@@ -189,7 +201,7 @@ def load_model(opts: ModelOptions, quant: QuantizationOptions | None = None,
                               "trust_remote_code": opts.trust_remote_code, "revision": opts.revision}
     if quant is not None and quant.bits:
         kwargs["quantization_config"] = bnb_config(quant, device)
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        kwargs["device_map"] = {"": device}
     where = resolve(opts.name)
     try:
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
@@ -218,12 +230,14 @@ def bnb_config(quant: QuantizationOptions, device: str) -> Any:
                               bnb_4bit_compute_dtype=torch_dtype(quant.compute_dtype))
 
 
-def context_length(name_or_path: str, trust_remote_code: bool = False) -> int | None:
+def context_length(name_or_path: str, trust_remote_code: bool = False,
+                   revision: str | None = None) -> int | None:
     """The model's maximum positions, read from its config (no weights loaded)."""
     from transformers import AutoConfig
     where = resolve(name_or_path)
     try:
-        cfg = AutoConfig.from_pretrained(where, token=hf_token(), trust_remote_code=trust_remote_code)
+        cfg = AutoConfig.from_pretrained(where, token=hf_token(), trust_remote_code=trust_remote_code,
+                                         revision=revision)
     except (OSError, ValueError) as e:
         raise not_found("a model config", name_or_path, where, e) from None
     return getattr(cfg, "max_position_embeddings", None)

@@ -39,7 +39,7 @@ from agentsft.data.schema import Conversation
 from agentsft.data.templates import get_template
 from agentsft.data.tokenize import IGNORE_INDEX, Example, encode_conversations
 from agentsft.errors import AgentsftError
-from agentsft.files import atomic_file, write_folder_atomically, write_text_atomically
+from agentsft.files import atomic_file, replace_folder, write_text_atomically
 from agentsft.models import (
     context_length, fast_bf16, load_model, load_tokenizer, resolve_device,
 )
@@ -61,6 +61,9 @@ class TrainResult:
     tokens: int
     """Non-padding tokens processed (all processes)."""
     train_loss: float
+    steady_tokens_per_s: float | None = None
+    """Tokens/s from the end of the first step to the end of the last: no start-up,
+    no final save (what a benchmark should quote)."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -242,13 +245,26 @@ def adapter_folder(path: str) -> Path:
 
 
 def weights_dtype(cfg: Config, device: str) -> str:
-    """Frozen LoRA bases can live in bf16 on a GPU; trained weights stay float32 (mixed
-    precision autocasts the products, the optimizer keeps full-precision masters)."""
+    """Frozen LoRA bases can live in bf16 on a GPU training in bf16; trained weights stay
+    float32 (mixed precision autocasts the products, the optimizer keeps full masters)."""
     if cfg.model.dtype != "auto":
         return cfg.model.dtype
-    if cfg.training.method == "lora" and device.startswith("cuda") and fast_bf16(device):
+    bf16 = precision_flags(cfg, device)["bf16"]
+    if cfg.training.method == "lora" and device.startswith("cuda") and bf16:
         return "bfloat16"
     return "float32"
+
+
+def adapter_base(folder: Path) -> str | None:
+    """The base model an adapter was trained on, as recorded beside it."""
+    for name, key in ((RUN_FILE, "base_model"), ("adapter_config.json", "base_model_name_or_path")):
+        try:
+            value = json.loads((folder / name).read_text()).get(key)
+        except (OSError, ValueError):
+            continue
+        if value:
+            return value
+    return None
 
 
 def build_model(cfg: Config) -> Any:
@@ -268,11 +284,23 @@ def build_model(cfg: Config) -> Any:
     if cfg.training.adapter:
         folder = adapter_folder(cfg.training.adapter)
         say(f"continuing the adapter in {folder}")
-        return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+        try:
+            return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+        except (RuntimeError, ValueError) as e:
+            raise AgentsftError(f"the adapter in {folder} does not fit {cfg.model.name} "
+                                f"({str(e).strip().splitlines()[0][:200]}). Fix: pass --model with "
+                                f"the model it was trained on") from None
     lo = cfg.lora
     lora = LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, bias=lo.bias,
                       target_modules=lo.target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as e:
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                        if isinstance(m, torch.nn.Linear)})
+        raise AgentsftError(f"lora.target_modules={lo.target_modules!r} does not fit this model "
+                            f"({str(e).splitlines()[0]}). Fix: use all-linear or some of "
+                            f"{', '.join(names)}") from None
 
 
 def precision_flags(cfg: Config, device: str) -> dict[str, bool]:
@@ -309,6 +337,7 @@ def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool) -> 
         data_seed=t.seed,
         use_cpu=device == "cpu",
         ddp_backend="gloo" if device == "cpu" and world_size() > 1 else None,
+        ddp_find_unused_parameters=False if world_size() > 1 else None,
         logging_steps=t.log_every,
         eval_strategy="steps" if has_val and t.eval_every else "no",
         eval_steps=t.eval_every or None,
@@ -338,7 +367,10 @@ class AgentTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        value = loss.detach().float().item()
+        value = loss.detach().float()
+        if world_size() > 1:  # every rank stops together, or one would wait in all-reduce
+            value = self.accelerator.reduce(value, reduction="sum")
+        value = value.item()
         if not math.isfinite(value):
             last = self.run.last_checkpoint()
             raise TrainingStopped(
@@ -438,8 +470,12 @@ class RunLog(TrainerCallback):
         self.started = time.perf_counter()
         self.last_rate: float | None = None
         self.trainer: AgentTrainer | None = None
+        self.best = read_best(run)
+        self.first_step: tuple[float, int] | None = None  # time, tokens at the end of step 1
+        self.last_step: tuple[float, int] | None = None
 
     def on_train_begin(self, args, state, control, **kw):
+        self.best = read_best(self.run)
         if not state.is_world_process_zero:
             return
         from tqdm.auto import tqdm
@@ -453,6 +489,9 @@ class RunLog(TrainerCallback):
         self.t0, self.tokens0 = time.perf_counter(), state.num_input_tokens_seen
 
     def on_step_end(self, args, state, control, **kw):
+        mark = (time.perf_counter(), state.num_input_tokens_seen)
+        self.first_step = self.first_step or mark
+        self.last_step = mark
         if self.bar is None:
             return
         elapsed = time.perf_counter() - self.t0
@@ -492,15 +531,21 @@ class RunLog(TrainerCallback):
                            f"ppl {row['val_ppl']:.2f}")
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
-        """Record the best validation step; it is saved at this step and kept by rotation."""
-        if not state.is_world_process_zero or not metrics:
+        """Record a new best validation step; it is saved now and kept by rotation. Every
+        rank decides (the metrics are already reduced), so all of them enter the save."""
+        if not metrics:
             return
         value = metrics[f"eval_{self.best_metric}"]
-        best = read_best(self.run)
-        if best is None or value < best["value"]:
-            write_text_atomically(self.run.best_record, json.dumps(
-                {"step": state.global_step, "metric": self.best_metric, "value": value}))
+        if math.isfinite(value) and (self.best is None or value < self.best["value"]):
+            self.best = {"step": state.global_step, "metric": self.best_metric, "value": value}
+            if state.is_world_process_zero:
+                write_text_atomically(self.run.best_record, json.dumps(self.best))
             control.should_save = True
+
+    def steady_rate(self) -> float | None:
+        if not (self.first_step and self.last_step) or self.last_step[0] <= self.first_step[0]:
+            return None
+        return (self.last_step[1] - self.first_step[1]) / (self.last_step[0] - self.first_step[0])
 
     def on_train_end(self, args, state, control, **kw):
         if self.bar is not None:
@@ -520,32 +565,32 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     if not t.output:
         raise AgentsftError("no run directory. Fix: pass --output runs/NAME (or set training.output)")
     run = RunDir(Path(t.output))
+    if run.root.exists() and not run.root.is_dir():
+        raise AgentsftError(f"--output {run.root} is a file. Fix: choose a folder name")
     start = None
     if resume:
         start = run.last_checkpoint()
         say(f"resuming from {start}" if start else f"no complete checkpoint in {run.root} yet; "
             "starting over")
-        for tmp in run.checkpoints.glob(f".tmp-{CHECKPOINT}*"):  # a write that was killed
-            shutil.rmtree(tmp, ignore_errors=True)
-        trim_metrics(run, checkpoint_step(start))
+        if is_main():
+            clean_for_resume(run, checkpoint_step(start))
     elif run.config.exists():
         raise AgentsftError(f"{run.root} already holds a run. Fix: --resume {run.root} to "
                             f"continue it, or choose another --output")
 
+    if t.adapter:
+        use_adapter_base(cfg)
     torch.manual_seed(t.seed)
     hf_logging.disable_progress_bar()  # weight-loading bars; ours is the one that matters
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
     template = get_template(cfg.data.template, tokenizer)
     train_rows, val_rows = prepare_data(cfg, tokenizer, template)  # refused before any model load
-    limit = context_length(cfg.model.name, cfg.model.trust_remote_code)
+    limit = context_length(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
     if limit is not None and cfg.data.max_length > limit:
         raise AgentsftError(f"data.max_length={cfg.data.max_length} is above the model's context "
                             f"({limit} tokens). Fix: --set data.max_length={limit} or less")
     device = resolve_device(cfg.model.device)
-    if is_main():
-        run.root.mkdir(parents=True, exist_ok=True)
-        config_mod.save(cfg, run.config)
     trained = sum(ex.n_trained for ex in train_rows)
     say(f"data: {len(train_rows)} training examples ({trained} trained tokens), "
         f"{len(val_rows)} validation; template {template.name}, policy {cfg.data.policy}")
@@ -555,7 +600,11 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     total = sum(p.numel() for p in model.parameters())
     say(f"model: {cfg.model.name} ({cfg.training.method}), {trainable:,} of {total:,} "
         f"parameters trained ({100 * trainable / total:.2f}%)")
-    args = training_arguments(cfg, run, device, bool(val_rows))
+    try:
+        args = training_arguments(cfg, run, device, bool(val_rows))
+    except ValueError as e:  # e.g. an optimizer name transformers does not know
+        raise AgentsftError(f"the training settings were refused: {str(e).splitlines()[0]}. "
+                            f"Fix: check training.optimizer and the other training keys") from None
     log = RunLog(run, t.best_metric)
     trainer = AgentTrainer(
         model=model, args=args, train_dataset=Rows(train_rows),
@@ -564,14 +613,25 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         callbacks=[log], run=run, keep_last=t.keep_last, best_metric=t.best_metric)
     log.trainer = trainer
     trainer.remove_callback(PrinterCallback)  # our RunLog shows and records the logs
+    trainer.accelerator.wait_for_everyone()  # every rank has checked the folder before it is used
+    if is_main():
+        try:
+            run.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AgentsftError(f"cannot create the run directory {run.root} ({e.strerror}). "
+                                f"Fix: choose another --output") from None
+        config_mod.save(cfg, run.config)
     began = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(start) if start else None)
+    if val_rows and not t.eval_every:
+        trainer.evaluate()  # eval_every 0: validate once, at the end
     seconds = time.perf_counter() - began
     tokens0 = log.tokens0 or 0  # tokens already seen when this process began (resume)
     # Mixed precision wraps forward() in autocast; callers get the plain model back.
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     done = TrainResult(run, model, trainer.state.global_step, seconds,
-                       trainer.state.num_input_tokens_seen - tokens0, result.training_loss)
+                       trainer.state.num_input_tokens_seen - tokens0, result.training_loss,
+                       log.steady_rate())
     if is_main():
         save_outputs(trainer, tokenizer, cfg, template.name, run)
         plot_losses(run)
@@ -579,6 +639,34 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
             f"train loss {done.train_loss:.4f}; saved to {run.final}")
     trainer.accelerator.wait_for_everyone()
     return done
+
+
+def use_adapter_base(cfg: Config) -> None:
+    """Continue an adapter on the model it was trained on: its recorded base replaces the
+    default model; a different explicit --model is kept, with a note."""
+    recorded = adapter_base(adapter_folder(cfg.training.adapter))
+    if recorded is None or recorded == cfg.model.name:
+        return
+    if cfg.model.name == config_mod.DEFAULT_MODEL:
+        say(f"continuing on the adapter's base model, {recorded}")
+        cfg.model.name = recorded
+    else:
+        say(f"note: the adapter was trained on {recorded}; continuing it on {cfg.model.name}")
+
+
+def clean_for_resume(run: RunDir, step: int) -> None:
+    """Remove what a killed run leaves behind past its last complete checkpoint."""
+    for tmp in run.checkpoints.glob(f".tmp-{CHECKPOINT}*"):  # a checkpoint write that was killed
+        shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in run.root.glob(".*.*"):  # half-written final/, best/, plot, records
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    best = read_best(run)
+    if best is not None and (best["step"] > step or not math.isfinite(best["value"])):
+        run.best_record.unlink()  # measured after the checkpoint: those steps run again
+    trim_metrics(run, step)
 
 
 def checkpoint_step(path: Path | None) -> int:
@@ -589,13 +677,21 @@ def trim_metrics(run: RunDir, step: int) -> None:
     """On resume, forget log lines past the checkpoint: those steps run again."""
     if not run.metrics.exists():
         return
-    kept = [line for line in run.metrics.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step]
+    kept = []
+    for line in run.metrics.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by the kill
     write_text_atomically(run.metrics, "".join(line + "\n" for line in kept))
 
 
 def run_info(cfg: Config, template: str) -> dict[str, Any]:
-    return {"base_model": cfg.model.name, "method": cfg.training.method, "template": template,
+    """Written beside the weights: what chat and eval need to reload exactly this."""
+    return {"base_model": cfg.model.name, "revision": cfg.model.revision,
+            "trust_remote_code": cfg.model.trust_remote_code, "method": cfg.training.method,
+            "quantization_bits": cfg.quantization.bits, "template": template,
             "policy": cfg.data.policy, "max_length": cfg.data.max_length}
 
 
@@ -610,8 +706,7 @@ def save_outputs(trainer: AgentTrainer, tokenizer: Any, cfg: Config, template: s
         tokenizer.save_pretrained(tmp)
         (tmp / RUN_FILE).write_text(info)
 
-    shutil.rmtree(run.final, ignore_errors=True)
-    write_folder_atomically(run.final, fill_final)
+    replace_folder(run.final, fill_final)
     best = read_best(run)
     source = None
     if best is not None:
@@ -625,8 +720,7 @@ def save_outputs(trainer: AgentTrainer, tokenizer: Any, cfg: Config, template: s
             tokenizer.save_pretrained(tmp)
             (tmp / RUN_FILE).write_text(info)
 
-        shutil.rmtree(run.best, ignore_errors=True)
-        write_folder_atomically(run.best, fill_best)
+        replace_folder(run.best, fill_best)
 
 
 def plot_losses(run: RunDir) -> None:
