@@ -2,6 +2,7 @@
 
     agentsft data check|preview|stats|convert   look at data before training on it
     agentsft train                              fine-tune (LoRA, QLoRA, full)
+    agentsft chat                               talk to a model or a run, with real tools
 
 Errors the user can fix print as one line on stderr and exit with code 2.
 """
@@ -108,7 +109,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
     add_reading(p)
     add_train(verbs)
+    add_chat(verbs)
     return parser
+
+
+def add_chat(verbs) -> None:
+    p = verbs.add_parser(
+        "chat", help="talk to a model or a trained run, optionally with real Python tools",
+        description="Talk to a model, or to what `agentsft train` saved (--adapter). Replies "
+                    "stream as they are written; with --tools the agent calls your Python "
+                    "functions and uses their results. Type exit to leave, /reset to clear memory.",
+        epilog="examples:\n"
+               "  agentsft chat --adapter runs/persona\n"
+               "  agentsft chat --tools examples/tools.py --system 'You are Marlo.'\n"
+               "  agentsft chat --adapter runs/persona --prompt 'Who are you?'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help=f"hub id, local folder, or {DEFAULT_MODEL} (default; with "
+                                   "--adapter: the base model the run recorded)")
+    p.add_argument("--adapter", metavar="RUN_DIR", help="a training run (or its final/ folder)")
+    p.add_argument("--tools", metavar="FILE.py", help="Python file whose functions (or TOOLS list) "
+                                                      "the agent may call")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--prompt", help="answer this once and exit, printing only the reply")
+    p.add_argument("--json", action="store_true", help="with --prompt: the reply and tool calls as JSON")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--max-new-tokens", type=whole_number(1), default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-steps", type=whole_number(1), default=5,
+                   help="tool-call rounds per answer before the agent stops")
+    p.add_argument("--tool-timeout", type=float, default=10.0, help="seconds per tool call")
 
 
 def add_train(verbs) -> None:
@@ -199,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_data(args, parser)
         if args.verb == "train":
             return run_train(args)
+        if args.verb == "chat":
+            from agentsft.chat import run_chat
+            return run_chat(args)
         parser.print_help()
         return 2
     except AgentsftError as e:

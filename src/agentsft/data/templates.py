@@ -63,6 +63,8 @@ class AgentTemplate:
     name = "base"
     stop: tuple[str, ...] = ()
     """Strings that end a generation step (end of turn, or end of the calls)."""
+    call_marker = ""
+    """Where the calls begin in a reply; the text before it is the reply's content."""
 
     def pieces(self, conv: Conversation, add_generation_prompt: bool) -> list[Piece]:
         raise NotImplementedError
@@ -85,6 +87,13 @@ class AgentTemplate:
     def prompt(self, conv: Conversation) -> str:
         """The text a model continues to write the next assistant turn."""
         return self.render(conv, add_generation_prompt=True).text
+
+    def parse_reply(self, text: str) -> Message:
+        """A generated reply as an assistant message: its text and its tool calls.
+        Raises CallParseError for a call that cannot be read."""
+        calls = self.parse_calls(text)
+        content = text.split(self.call_marker, 1)[0] if calls and self.call_marker else text
+        return Message("assistant", content.strip(), tool_calls=calls)
 
 
 def trained_messages(conv: Conversation, policy: str = "assistant") -> set[int]:
@@ -148,6 +157,7 @@ def tools_json(conv: Conversation) -> str:
 
 class HermesTemplate(AgentTemplate):
     name = "hermes"
+    call_marker = "<tool_call>"
     start, end = "<|im_start|>", "<|im_end|>"
     stop = ("<|im_end|>",)
 
@@ -237,6 +247,7 @@ class MsAgentTemplate(AgentTemplate):
     """
 
     name = "msagent"
+    call_marker = THINK_OPEN
 
     def __init__(self, eos: str):
         self.eos = eos
@@ -382,6 +393,12 @@ class NativeTemplate(AgentTemplate):
                                 fix="use --template hermes")
             out.append((gen[len(text):], None))
         return out
+
+    def parse_reply(self, text: str) -> Message:
+        calls = self.parse_calls(text)
+        starts = [p for p in (text.find("<tool_call>"), text.find('{"name"')) if p >= 0]
+        content = text[:min(starts)] if calls and starts else text
+        return Message("assistant", content.strip(), tool_calls=calls)
 
     def parse_calls(self, text: str) -> list[ToolCall]:
         if "<tool_call>" in text:

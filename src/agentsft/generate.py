@@ -1,0 +1,202 @@
+"""One generation engine for chat, agents and evaluation.
+
+A :class:`Generator` holds a model, its tokenizer and the agent template it was
+trained with. It continues a conversation's prompt, stops at the template's
+stop strings (end of turn, or the hand-over to the tools), and can stream text
+as it is produced. Training and inference share the template object, so the
+prompt is exactly the prefix the model was trained after.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from agentsft.config import DEFAULT_MODEL, ModelOptions
+from agentsft.data.schema import Conversation
+from agentsft.data.templates import AgentTemplate, get_template
+from agentsft.errors import AgentsftError
+from agentsft.models import RUN_FILE, load_model, load_tokenizer, resolve_device
+
+
+@dataclass
+class Sampling:
+    """How to pick tokens: greedy by default (temperature 0)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise AgentsftError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise AgentsftError(f"temperature must be >= 0 and top_p in (0, 1], got "
+                                f"{self.temperature} and {self.top_p}")
+
+
+@dataclass
+class Generation:
+    text: str
+    """What the model wrote, without the stop string."""
+    stop: str | None
+    """The stop string that ended it (None: the token limit)."""
+    tokens: int = 0
+
+
+class TextStreamer(BaseStreamer):
+    """Feeds decoded text to ``on_text`` as tokens arrive, holding back anything that could
+    still turn into a stop string (those are not shown)."""
+
+    def __init__(self, tokenizer: Any, on_text: Callable[[str], None], stops: tuple[str, ...]):
+        self.tokenizer, self.on_text, self.stops = tokenizer, on_text, stops
+        self.ids: list[int] = []
+        self.shown = 0
+        self.prompt_seen = False
+        self.done = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate() first passes the prompt
+            self.prompt_seen = True
+            return
+        self.ids.extend(value.reshape(-1).tolist())
+        self.flush(final=False)
+
+    def end(self) -> None:
+        self.flush(final=True)
+
+    def flush(self, final: bool) -> None:
+        if self.done:
+            return
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        cut = first_stop(text, self.stops)
+        if cut is not None:
+            text, self.done = text[:cut[0]], True
+        elif not final:
+            if text.endswith("\ufffd"):  # half of a multi-byte character
+                return
+            text = text[:len(text) - pending_stop_prefix(text, self.stops)]
+        if len(text) > self.shown:
+            self.on_text(text[self.shown:])
+            self.shown = len(text)
+
+
+def first_stop(text: str, stops: tuple[str, ...]) -> tuple[int, str] | None:
+    """Position and value of the earliest stop string in ``text``."""
+    found = [(text.find(s), s) for s in stops if s and s in text]
+    return min(found) if found else None
+
+
+def pending_stop_prefix(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of ``text`` that begins some stop string."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if s.startswith(text[-n:]):
+                best = max(best, n)
+                break
+    return best
+
+
+@dataclass
+class Generator:
+    model: Any
+    tokenizer: Any
+    template: AgentTemplate
+    extra_stops: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        stops = tuple(self.template.stop) + self.extra_stops
+        eos = self.tokenizer.eos_token
+        return stops + ((eos,) if eos and eos not in stops else ())
+
+    @property
+    def context(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+
+    def prompt_tokens(self, conv: Conversation) -> int:
+        return len(self.tokenizer(self.template.prompt(conv), add_special_tokens=False)["input_ids"])
+
+    def reply(self, conv: Conversation, sampling: Sampling | None = None,
+              on_text: Callable[[str], None] | None = None) -> Generation:
+        """The model's next assistant turn for ``conv``."""
+        return self.complete(self.template.prompt(conv), sampling, on_text)
+
+    def complete(self, prompt: str, sampling: Sampling | None = None,
+                 on_text: Callable[[str], None] | None = None) -> Generation:
+        """Continue ``prompt`` until a stop string, EOS or the token limit."""
+        s = sampling or Sampling()
+        enc = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+        ids = enc["input_ids"].to(self.model.device)
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=s.max_new_tokens, do_sample=s.temperature > 0,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+            stop_strings=list(self.stops), tokenizer=self.tokenizer,
+            attention_mask=torch.ones_like(ids))
+        if s.temperature > 0:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p)
+        else:  # greedy: no sampling knobs, so generate() does not warn about them
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if on_text is not None:
+            kwargs["streamer"] = TextStreamer(self.tokenizer, on_text, self.stops)
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model.generate(ids, **kwargs)
+        new = out[0, ids.shape[1]:]
+        text = self.tokenizer.decode(new, skip_special_tokens=False)
+        cut = first_stop(text, self.stops)
+        if cut is not None:
+            return Generation(text[:cut[0]], cut[1], len(new))
+        return Generation(text, None, len(new))
+
+
+# ---------------------------------------------------------------------------
+# Loading what a run trained (or any model) for inference.
+
+
+def run_folder(path: str | Path) -> Path:
+    """The folder holding a trained adapter or model: RUN_DIR/final, or the folder itself."""
+    p = Path(path)
+    for candidate in (p / "final", p):
+        if (candidate / RUN_FILE).is_file() or (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise AgentsftError(f"{path} holds no trained adapter or model (looked for {RUN_FILE} and "
+                        f"adapter_config.json there and in final/). Fix: pass a run directory "
+                        f"written by agentsft train")
+
+
+def load_generator(model: str | None = None, adapter: str | Path | None = None,
+                   device: str | None = None, template: str | None = None,
+                   trust_remote_code: bool = False) -> Generator:
+    """A Generator for a model, or for what a training run saved (``adapter``: a run
+    directory or its final/ folder; its base model and template come from agentsft.json)."""
+    info: dict[str, Any] = {}
+    folder = run_folder(adapter) if adapter is not None else None
+    if folder is not None and (folder / RUN_FILE).is_file():
+        info = json.loads((folder / RUN_FILE).read_text())
+    is_adapter = folder is not None and (folder / "adapter_config.json").is_file()
+    base = model or info.get("base_model") or DEFAULT_MODEL
+    opts = ModelOptions(name=str(folder) if folder is not None and not is_adapter else base,
+                        device=device or "auto", dtype="auto",
+                        trust_remote_code=trust_remote_code or bool(info.get("trust_remote_code")),
+                        revision=info.get("revision"))
+    resolve_device(opts.device)
+    tokenizer = load_tokenizer(str(folder) if folder is not None else opts.name,
+                               opts.trust_remote_code)
+    net = load_model(opts)
+    if is_adapter:
+        from peft import PeftModel
+        try:
+            net = PeftModel.from_pretrained(net, str(folder))
+        except (RuntimeError, ValueError) as e:
+            raise AgentsftError(f"the adapter in {folder} does not fit {base} "
+                                f"({str(e).strip().splitlines()[0][:200]}). Fix: pass --model with "
+                                f"the model it was trained on") from None
+    name = template or info.get("template") or "auto"
+    return Generator(net, tokenizer, get_template(name, tokenizer))
