@@ -57,7 +57,7 @@ def slow(seconds: float) -> str:
 def test_schema_from_type_hints_and_docstring():
     tool = function_schema(forecast)
     assert tool.name == "forecast"
-    assert tool.description == "Forecast for a city. Looks it up in a local table."
+    assert tool.description == "Forecast for a city."  # the first paragraph only
     assert tool.parameters == {
         "type": "object",
         "properties": {

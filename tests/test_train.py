@@ -223,6 +223,32 @@ def test_loss_is_averaged_over_trained_tokens_of_the_whole_accumulated_batch(tin
     torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-4, atol=0)
 
 
+def test_head_on_trained_positions_gives_the_standard_loss_and_gradients(tiny_model, tokenizer):
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from agentsft.data.templates import HermesTemplate
+    from agentsft.data.tokenize import encode_conversations
+    from agentsft.train import PadCollator, RunDir
+    from conftest import chat_conversation, tool_conversation
+    rows = encode_conversations([tool_conversation(), chat_conversation()], tokenizer,
+                                HermesTemplate()).examples
+    batch = PadCollator(tokenizer.pad_token_id)([{"input_ids": r.input_ids, "labels": r.labels}
+                                                 for r in rows])
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    trainer = AgentTrainer(model=model, args=TrainingArguments(output_dir="/tmp/unused", use_cpu=True,
+                                                              report_to="none"),
+                           run=RunDir(Path("/tmp/unused")), keep_last=1, best_metric="ppl")
+    ours = trainer.compute_loss(model, dict(batch))
+    ours.backward()
+    ours_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    standard = model(**batch).loss  # logits at every position, mean over trained tokens
+    standard.backward()
+    torch.testing.assert_close(ours, standard, rtol=1e-5, atol=1e-6)
+    for a, b in zip(ours_grads, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
 def test_gradient_checkpointing_gives_the_same_losses(tiny_model, data, tmp_path):
     common = {"training.max_steps": 3, "training.precision": "fp32", "training.eval_every": 0}
     plain = train(settings(tiny_model, data, tmp_path / "plain", **common))

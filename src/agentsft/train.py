@@ -16,6 +16,7 @@ token-weighted validation loss and perplexity, and a stop on NaN loss.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -364,6 +365,38 @@ class AgentTrainer(Trainer):
         self.run, self.keep_last, self.best_metric = run, keep_last, best_metric
         self._staging: Path | None = None
         self.last_loss: float | None = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Cross-entropy over the trained tokens, with the output head applied only at the
+        positions that predict them. In agent data most tokens are prompt (about 9% are
+        trained in examples/tools.jsonl), and the head (vocab x width) plus a full-vocab
+        softmax at every position is a large share of the step. Same loss, same gradients."""
+        if return_outputs or not self.head_on_trained_only(model):
+            self.loss_is_scaled_for_ga = None
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs["labels"]
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX  # position p predicts token p + 1
+        targets = labels[:, 1:][keep[:, :-1]]
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                    logits_to_keep=keep)
+        logits = out.logits.reshape(-1, out.logits.shape[-1])
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+        if num_items_in_batch is None:
+            self.loss_is_scaled_for_ga = False
+            return loss / max(targets.numel(), 1)
+        self.loss_is_scaled_for_ga = True  # divided by the whole accumulated batch's count
+        loss = loss / num_items_in_batch
+        if self.args.average_tokens_across_devices:  # DDP averages gradients; undo it for sums
+            loss = loss * self.accelerator.num_processes
+        return loss
+
+    def head_on_trained_only(self, model) -> bool:
+        if not hasattr(self, "_head_ok"):
+            base = self.accelerator.unwrap_model(model)
+            base = base.get_base_model() if hasattr(base, "get_base_model") else base
+            self._head_ok = "logits_to_keep" in inspect.signature(base.forward).parameters
+        return self._head_ok
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

@@ -40,8 +40,8 @@ class ToolResult:
 
 
 def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
-    """The summary (text before the first section) and ``{argument: description}``
-    from a Google-style docstring."""
+    """The first paragraph (the tool's description; a prompt pays for every word of it)
+    and ``{argument: description}`` from a Google-style docstring."""
     lines = inspect.cleandoc(doc or "").splitlines()
     summary, args, section, current = [], {}, None, None
     for line in lines:
@@ -50,7 +50,10 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
             section, current = stripped, None
             continue
         if section is None:
-            summary.append(stripped)
+            if not stripped and summary:
+                section = "body"  # the first paragraph describes the tool; the rest is for people
+            else:
+                summary.append(stripped)
         elif section in ("Args:", "Arguments:", "Parameters:") and stripped:
             m = re.match(r"^(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$", stripped)
             if m and not line.startswith(" " * 8):
