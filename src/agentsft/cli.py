@@ -3,6 +3,7 @@
     agentsft data check|preview|stats|convert   look at data before training on it
     agentsft train                              fine-tune (LoRA, QLoRA, full)
     agentsft chat                               talk to a model or a run, with real tools
+    agentsft demo                               the default model before and after fine-tuning
 
 Errors the user can fix print as one line on stderr and exit with code 2.
 """
@@ -110,7 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_reading(p)
     add_train(verbs)
     add_chat(verbs)
+    add_demo(verbs)
     return parser
+
+
+def add_demo(verbs) -> None:
+    p = verbs.add_parser(
+        "demo", help="the main job: the default model before and after a LoRA fine-tune",
+        description="Ask the default model who it is and a question that needs a tool; fine-tune "
+                    "it (LoRA, on this CPU) on the example persona and tool data; ask again. The "
+                    "tool agent really runs the functions in examples/tools.py.")
+    p.add_argument("--output", default="runs/demo", metavar="DIR", help="where the run is saved")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--tool-share", type=whole_number(1), default=6,
+                   help="train on every N-th tool conversation (fewer: faster)")
 
 
 def add_chat(verbs) -> None:
@@ -229,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_data(args, parser)
         if args.verb == "train":
             return run_train(args)
+        if args.verb == "demo":
+            from agentsft.demo import main as demo_main
+            return demo_main(args)
         if args.verb == "chat":
             from agentsft.chat import run_chat
             return run_chat(args)

@@ -169,6 +169,9 @@ class TrainingOptions:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     """Gradient clipping; 0 disables it."""
+    group_by_length: bool = False
+    """Batch examples of similar length together: far less padding when lengths vary (short
+    chat beside long tool prompts), in a shuffled but different order."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about 30% slower."""
     precision: str = "auto"

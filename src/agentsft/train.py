@@ -336,6 +336,7 @@ def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool) -> 
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         seed=t.seed,
         data_seed=t.seed,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         use_cpu=device == "cpu",
         ddp_backend="gloo" if device == "cpu" and world_size() > 1 else None,
         ddp_find_unused_parameters=False if world_size() > 1 else None,
