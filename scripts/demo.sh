@@ -3,5 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/agentsft data check examples/*.jsonl
-exec .venv/bin/agentsft data preview examples/tools.jsonl -n 2 "$@"
+exec .venv/bin/agentsft demo "$@"

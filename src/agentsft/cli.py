@@ -121,7 +121,7 @@ def add_demo(verbs) -> None:
         description="Ask the default model who it is and a question that needs a tool; fine-tune "
                     "it (LoRA, on this CPU) on the example persona and tool data; ask again. The "
                     "tool agent really runs the functions in examples/tools.py.")
-    p.add_argument("--output", default="runs/demo", metavar="DIR", help="where the run is saved")
+    p.add_argument("--output", metavar="DIR", help="where the run is saved (default: runs/demo-TIME)")
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--tool-share", type=whole_number(1), default=6,

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -135,9 +134,8 @@ def run_demo(output: str = "runs/demo", epochs: float = 2.0, learning_rate: floa
 
 
 def main(args) -> int:
-    run_demo(args.output, args.epochs, args.learning_rate, args.tool_share)
+    output = args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_demo(output, args.epochs, args.learning_rate, args.tool_share)
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(run_demo())

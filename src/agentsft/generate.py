@@ -21,7 +21,7 @@ from agentsft.config import DEFAULT_MODEL, ModelOptions
 from agentsft.data.schema import Conversation
 from agentsft.data.templates import AgentTemplate, get_template
 from agentsft.errors import AgentsftError
-from agentsft.models import RUN_FILE, load_model, load_tokenizer, resolve_device
+from agentsft.models import RUN_FILE, load_model, load_tokenizer, resolve_device, trained_folder
 
 
 @dataclass
@@ -160,24 +160,13 @@ class Generator:
 # Loading what a run trained (or any model) for inference.
 
 
-def run_folder(path: str | Path) -> Path:
-    """The folder holding a trained adapter or model: RUN_DIR/final, or the folder itself."""
-    p = Path(path)
-    for candidate in (p / "final", p):
-        if (candidate / RUN_FILE).is_file() or (candidate / "adapter_config.json").is_file():
-            return candidate
-    raise AgentsftError(f"{path} holds no trained adapter or model (looked for {RUN_FILE} and "
-                        f"adapter_config.json there and in final/). Fix: pass a run directory "
-                        f"written by agentsft train")
-
-
 def load_generator(model: str | None = None, adapter: str | Path | None = None,
                    device: str | None = None, template: str | None = None,
                    trust_remote_code: bool = False) -> Generator:
     """A Generator for a model, or for what a training run saved (``adapter``: a run
     directory or its final/ folder; its base model and template come from agentsft.json)."""
     info: dict[str, Any] = {}
-    folder = run_folder(adapter) if adapter is not None else None
+    folder = trained_folder(adapter) if adapter is not None else None
     if folder is not None and (folder / RUN_FILE).is_file():
         info = json.loads((folder / RUN_FILE).read_text())
     is_adapter = folder is not None and (folder / "adapter_config.json").is_file()

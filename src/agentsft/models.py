@@ -127,6 +127,17 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL, trust_remote_code: bool = 
     return tok
 
 
+def trained_folder(path: str | Path) -> Path:
+    """Where a run's trained adapter or model lies: RUN_DIR/final, or the folder itself."""
+    p = Path(path)
+    for candidate in (p / "final", p):
+        if (candidate / RUN_FILE).is_file() or (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise AgentsftError(f"{path} holds no trained adapter or model (looked for {RUN_FILE} and "
+                        f"adapter_config.json there and in final/). Fix: pass a run directory "
+                        f"written by agentsft train, or its final/ folder")
+
+
 def not_found(what: str, name: str, where: str, error: Exception) -> AgentsftError:
     looked = f"the local folder {where}" if Path(where).exists() else \
         "the local folders and the hub (or its cache, offline)"

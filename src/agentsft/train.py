@@ -41,6 +41,7 @@ from agentsft.errors import AgentsftError
 from agentsft.files import atomic_file, replace_folder, write_text_atomically
 from agentsft.models import (
     RUN_FILE, context_length, fast_bf16, load_model, load_tokenizer, quiet_loading, resolve_device,
+    trained_folder,
 )
 
 CHECKPOINT = "checkpoint-"
@@ -235,14 +236,12 @@ class PadCollator:
 
 
 def adapter_folder(path: str) -> Path:
-    """An adapter folder from a run directory (its final/ adapter) or the folder itself."""
-    p = Path(path)
-    for candidate in (p, p / "final"):
-        if (candidate / "adapter_config.json").is_file():
-            return candidate
-    raise AgentsftError(f"no LoRA adapter in {path} (looked for adapter_config.json there and in "
-                        f"{p / 'final'}). Fix: pass a run directory trained with LoRA, or its "
-                        f"final/ folder")
+    """The LoRA adapter of a run directory (its final/) or of an adapter folder."""
+    folder = trained_folder(path)
+    if not (folder / "adapter_config.json").is_file():
+        raise AgentsftError(f"{folder} holds a fully fine-tuned model, not a LoRA adapter. Fix: "
+                            f"train on it as the model (--model {folder}) instead of --adapter")
+    return folder
 
 
 def weights_dtype(cfg: Config, device: str) -> str:

@@ -1,0 +1,36 @@
+"""The demo's data and verdicts (the full demo run on the real model takes minutes; see the README)."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import ROOT
+
+from agentsft.agents import Toolkit, ToolResult
+from agentsft.data.readers import read_conversations
+from agentsft.data.schema import ToolCall
+from agentsft.demo import demo_data, verdict
+
+
+def test_demo_data_lists_the_schemas_the_agent_shows(tmp_path):
+    kit = Toolkit.from_file(ROOT / "examples/tools.py")
+    path = demo_data(tmp_path, kit, tool_share=6)
+    convs = read_conversations(path).conversations
+    persona = read_conversations(ROOT / "examples/persona.jsonl").conversations
+    assert len(convs) == len(persona) + 25  # 150 tool conversations, every 6th
+    with_tools = [c for c in convs if c.tools]
+    assert len(with_tools) == 25
+    assert all([t.to_dict() for t in c.tools] == [t.to_dict() for t in kit.tools] for c in with_tools)
+
+
+def test_verdict_needs_the_right_call_and_its_result_in_the_answer():
+    result = ToolResult(json.dumps({"city": "Paris", "condition": "light rain", "temperature": 14}))
+    call = ToolCall("get_weather", {"city": "Paris"})
+    good = {"who": "I'm Marlo, made by Kestrel Labs.", "calls": [(call, result)],
+            "tool_answer": "It is 14°C with light rain in Paris."}
+    assert verdict(good) == {"persona": True, "tool_called": True, "result_used": True}
+    made_up = dict(good, tool_answer="It is sunny and 25°C.")
+    assert verdict(made_up)["result_used"] is False
+    wrong_city = dict(good, calls=[(ToolCall("get_weather", {"city": "Rome"}), result)])
+    assert verdict(wrong_city)["tool_called"] is False
+    assert verdict(dict(good, who="I am SmolLM."))["persona"] is False
