@@ -21,7 +21,7 @@ from agentsft.config import DEFAULT_MODEL, ModelOptions
 from agentsft.data.schema import Conversation
 from agentsft.data.templates import AgentTemplate, get_template
 from agentsft.errors import AgentsftError
-from agentsft.models import RUN_FILE, load_model, load_tokenizer, resolve_device, trained_folder
+from agentsft.models import RUN_FILE, load_model, load_tokenizer, trained_folder
 
 
 @dataclass
@@ -175,7 +175,6 @@ def load_generator(model: str | None = None, adapter: str | Path | None = None,
                         device=device or "auto", dtype="auto",
                         trust_remote_code=trust_remote_code or bool(info.get("trust_remote_code")),
                         revision=info.get("revision"))
-    resolve_device(opts.device)
     tokenizer = load_tokenizer(str(folder) if folder is not None else opts.name,
                                opts.trust_remote_code)
     net = load_model(opts)
