@@ -1,15 +1,16 @@
-"""The demo's data and verdicts (the full demo run on the real model takes minutes; see the README)."""
+"""The demo: its data, its verdicts, and (slow) the whole run on the real default model."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import ROOT
 
 from agentsft.agents import Toolkit, ToolResult
 from agentsft.data.readers import read_conversations
 from agentsft.data.schema import ToolCall
-from agentsft.demo import demo_data, verdict
+from agentsft.demo import demo_data, run_demo, verdict
 
 
 def test_demo_data_lists_the_schemas_the_agent_shows(tmp_path):
@@ -34,3 +35,16 @@ def test_verdict_needs_the_right_call_and_its_result_in_the_answer():
     wrong_city = dict(good, calls=[(ToolCall("get_weather", {"city": "Rome"}), result)])
     assert verdict(wrong_city)["tool_called"] is False
     assert verdict(dict(good, who="I am SmolLM."))["persona"] is False
+
+
+@pytest.mark.slow
+def test_demo_run_adopts_the_persona_and_answers_from_a_real_tool_call(tmp_path):
+    """About 9 minutes on a 2-core CPU: base answers, LoRA fine-tune, tuned answers."""
+    result = run_demo(str(tmp_path / "demo"))
+    after = result["after"]
+    (call, tool_result), *_ = after["calls"]
+    assert (call.name, call.arguments) == ("get_weather", {"city": "Paris"})  # the call parsed
+    assert not tool_result.error and json.loads(tool_result.content)["city"] == "Paris"  # it ran
+    assert result["verdict"] == {"persona": True, "tool_called": True, "result_used": True}, after
+    assert "14" in after["tool_answer"]  # the temperature the tool returned
+    assert (result["run"] / "final" / "adapter_model.safetensors").is_file()

@@ -87,7 +87,7 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def run_demo(output: str = "runs/demo", epochs: float = 2.0, learning_rate: float = 1e-3,
+def run_demo(output: str = "runs/demo", epochs: float = 3.0, learning_rate: float = 1e-3,
              tool_share: int = 6, fresh: bool = True) -> dict[str, Any]:
     out = Path(output)
     if fresh and (out / "config.yaml").exists():
