@@ -36,7 +36,8 @@ def test_defaults_follow_the_qlora_recipe():
     cfg = config.load(flags={"training.method": "qlora"})
     q, lo = cfg.quantization, cfg.lora
     assert (q.bits, q.quant_type, q.double_quant, q.compute_dtype) == (4, "nf4", True, "bfloat16")
-    assert (lo.r, lo.alpha, lo.dropout, lo.target_modules) == (16, 32, 0.05, "all-linear")
+    # The recipe's rank, scale and targets; dropout 0 (not its 0.05): see LoraOptions.dropout.
+    assert (lo.r, lo.alpha, lo.dropout, lo.target_modules) == (16, 32, 0.0, "all-linear")
     assert cfg.training.method == "qlora" and cfg.model.name == config.DEFAULT_MODEL
 
 

@@ -73,7 +73,10 @@ class LoraOptions:
     """Rank of the update matrices."""
     alpha: int = 32
     """Scaling numerator: updates are scaled by alpha / r."""
-    dropout: float = 0.05
+    dropout: float = 0.0
+    """Dropout on each adapted layer's input. 0 by default: on CPU the random masks took
+    14% of a training step of the default model (measured), for a regulariser that
+    short LoRA runs rarely need; 0.05 is a common choice on larger data."""
     target_modules: list[str] | str = "all-linear"
     """Module names to adapt, or ``all-linear`` (every linear layer but the output head)."""
     bias: str = "none"
@@ -169,9 +172,13 @@ class TrainingOptions:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     """Gradient clipping; 0 disables it."""
+    packing: bool = True
+    """Padding-free batches: each batch's examples concatenated into one row, attention
+    kept within each example (checked before training; padded batches where the model
+    cannot). Same loss and gradients as padded batches, without the padding's work."""
     group_by_length: bool = False
-    """Batch examples of similar length together: far less padding when lengths vary (short
-    chat beside long tool prompts), in a shuffled but different order."""
+    """With padded batches (``packing: false``), batch examples of similar length together:
+    far less padding when lengths vary, in a shuffled but different order."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about 30% slower."""
     precision: str = "auto"

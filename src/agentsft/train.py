@@ -16,6 +16,7 @@ token-weighted validation loss and perplexity, and a stop on NaN loss.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -39,6 +40,7 @@ from agentsft.data.templates import get_template
 from agentsft.data.tokenize import IGNORE_INDEX, Example, encode_conversations
 from agentsft.errors import AgentsftError
 from agentsft.files import atomic_file, replace_folder, write_text_atomically
+from agentsft.packing import PackedCollator, packing_is_exact, use_segment_attention
 from agentsft.models import (
     RUN_FILE, context_length, fast_bf16, load_model, load_tokenizer, quiet_loading, resolve_device,
     trained_folder,
@@ -245,12 +247,12 @@ def adapter_folder(path: str) -> Path:
 
 
 def weights_dtype(cfg: Config, device: str) -> str:
-    """Frozen LoRA bases can live in bf16 on a GPU training in bf16; trained weights stay
-    float32 (mixed precision autocasts the products, the optimizer keeps full masters)."""
+    """A frozen LoRA base lives in bf16 when training runs in bf16 (no per-step casts of
+    its weights); trained weights stay float32: PEFT keeps adapters in float32, autocast
+    runs their products in bf16 and the optimizer updates float32 masters."""
     if cfg.model.dtype != "auto":
         return cfg.model.dtype
-    bf16 = precision_flags(cfg, device)["bf16"]
-    if cfg.training.method == "lora" and device.startswith("cuda") and bf16:
+    if cfg.training.method == "lora" and precision_flags(cfg, device)["bf16"]:
         return "bfloat16"
     return "float32"
 
@@ -312,7 +314,34 @@ def precision_flags(cfg: Config, device: str) -> dict[str, bool]:
     return {"bf16": p == "bf16", "fp16": p == "fp16"}
 
 
-def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool) -> TrainingArguments:
+def start_packing(model: Any, wanted: bool) -> tuple[bool, str | None]:
+    """Padding-free batches where the model keeps packed examples apart (checked on two
+    short examples); else padded batches, said once. Returns (packed, implementation to
+    restore after training)."""
+    if not wanted:
+        return False, None
+    restore = use_segment_attention(model)
+    if packing_is_exact(model):
+        return True, restore
+    if restore:
+        model.set_attn_implementation(restore)
+    say("note: this model's attention lets packed examples see each other; training on "
+        "padded batches instead (training.packing=false silences this)")
+    return False, None
+
+
+def adapter_inputs_uncast(model: Any, autocast: bool) -> Any:
+    """Under autocast, PEFT's cast of each adapter's input to its float32 weights is
+    undone at once by autocast (two copies of the activations per adapted layer, 7% of a
+    CPU step measured); skip it while training. Outside autocast the casts are needed."""
+    if not autocast or not hasattr(model, "peft_config"):
+        return contextlib.nullcontext()
+    from peft.helpers import disable_input_dtype_casting
+    return disable_input_dtype_casting(model)
+
+
+def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool,
+                       packed: bool = False) -> TrainingArguments:
     t = cfg.training
     warmup: float = t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio
     scheduler = t.scheduler
@@ -335,7 +364,7 @@ def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool) -> 
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         seed=t.seed,
         data_seed=t.seed,
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        train_sampling_strategy="group_by_length" if t.group_by_length and not packed else "random",
         use_cpu=device == "cpu",
         ddp_backend="gloo" if device == "cpu" and world_size() > 1 else None,
         ddp_find_unused_parameters=False if world_size() > 1 else None,
@@ -347,7 +376,7 @@ def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool) -> 
         save_total_limit=None,  # rotation is ours: it must keep the best checkpoint too
         report_to="none",
         disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding",
+        include_num_input_tokens_seen="all" if packed else "non_padding",  # packed: no padding
         average_tokens_across_devices=True,
         remove_unused_columns=False,
         dataloader_num_workers=0,
@@ -378,8 +407,8 @@ class AgentTrainer(Trainer):
         keep = torch.zeros_like(labels, dtype=torch.bool)
         keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX  # position p predicts token p + 1
         targets = labels[:, 1:][keep[:, :-1]]
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                    logits_to_keep=keep)
+        rest = {k: v for k, v in inputs.items() if k != "labels"}
+        out = model(**rest, logits_to_keep=keep)
         logits = out.logits.reshape(-1, out.logits.shape[-1])
         loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
         if num_items_in_batch is None:
@@ -632,8 +661,9 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     total = sum(p.numel() for p in model.parameters())
     say(f"model: {cfg.model.name} ({cfg.training.method}), {trainable:,} of {total:,} "
         f"parameters trained ({100 * trainable / total:.2f}%)")
+    packed, restore = start_packing(model, t.packing)
     try:
-        args = training_arguments(cfg, run, device, bool(val_rows))
+        args = training_arguments(cfg, run, device, bool(val_rows), packed)
     except ValueError as e:  # e.g. an optimizer name transformers does not know
         raise AgentsftError(f"the training settings were refused: {str(e).splitlines()[0]}. "
                             f"Fix: check training.optimizer and the other training keys") from None
@@ -641,7 +671,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     trainer = AgentTrainer(
         model=model, args=args, train_dataset=Rows(train_rows),
         eval_dataset=Rows(val_rows) if val_rows else None,
-        data_collator=PadCollator(tokenizer.pad_token_id, 8 if device.startswith("cuda") else 1),
+        data_collator=PackedCollator() if packed else
+        PadCollator(tokenizer.pad_token_id, 8 if device.startswith("cuda") else 1),
         callbacks=[log], run=run, keep_last=t.keep_last, best_metric=t.best_metric)
     log.trainer = trainer
     trainer.remove_callback(PrinterCallback)  # our RunLog shows and records the logs
@@ -654,13 +685,16 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
                                 f"Fix: choose another --output") from None
         config_mod.save(cfg, run.config)
     began = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(start) if start else None)
-    if val_rows and not t.eval_every:
-        trainer.evaluate()  # eval_every 0: validate once, at the end
+    with adapter_inputs_uncast(model, args.bf16 or args.fp16):
+        result = trainer.train(resume_from_checkpoint=str(start) if start else None)
+        if val_rows and not t.eval_every:
+            trainer.evaluate()  # eval_every 0: validate once, at the end
     seconds = time.perf_counter() - began
     tokens0 = log.tokens0 or 0  # tokens already seen when this process began (resume)
     # Mixed precision wraps forward() in autocast; callers get the plain model back.
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    if restore:
+        model.set_attn_implementation(restore)
     done = TrainResult(run, model, trainer.state.global_step, seconds,
                        trainer.state.num_input_tokens_seen - tokens0, result.training_loss,
                        log.steady_rate(), tokenizer, template)

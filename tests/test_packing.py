@@ -1,0 +1,112 @@
+"""Padding-free batches: a packed row gives the loss and gradients of its examples run
+one by one, and a model that would mix packed examples is caught before training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import chat_conversation, tool_conversation
+from transformers import AttentionInterface, AutoModelForCausalLM
+
+from agentsft.data.templates import get_template
+from agentsft.data.tokenize import IGNORE_INDEX, encode
+from agentsft.packing import ATTENTION, PackedCollator, packing_is_exact, use_segment_attention
+from agentsft.train import PadCollator, start_packing
+
+
+@pytest.fixture()
+def model(tiny_model):
+    m = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    m.config.use_cache = False  # as in training
+    return m
+
+
+@pytest.fixture()
+def rows(tokenizer) -> list[dict]:
+    template = get_template("hermes", tokenizer)
+    convs = [tool_conversation(), chat_conversation(), tool_conversation()]
+    convs[2].messages = convs[2].messages[:3]  # a third length: the calls only
+    out = []
+    for conv in convs:
+        ex = encode(template.render(conv), tokenizer)
+        out.append({"input_ids": ex.input_ids, "labels": ex.labels})
+    assert len({len(r["input_ids"]) for r in out}) == 3
+    return out
+
+
+def summed_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
+    labels = batch.pop("labels")
+    logits = model(**batch).logits[:, :-1]
+    targets = labels[:, 1:]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss, int((targets != IGNORE_INDEX).sum())
+
+
+def loss_and_grads(model, batches: list[dict]) -> tuple[float, list[torch.Tensor]]:
+    model.zero_grad()
+    parts = [summed_loss(model, b) for b in batches]
+    loss = sum(p[0] for p in parts) / sum(p[1] for p in parts)
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_packed_row_equals_examples_one_by_one(model, rows):
+    """Tolerance: float32, 1e-5 relative on the loss and every gradient (differences come
+    only from the order of float sums in kernels of different shapes)."""
+    alone = [PadCollator(0)([r]) for r in rows]
+    loss_1, grads_1 = loss_and_grads(model, alone)
+    assert use_segment_attention(model) == "sdpa"
+    packed = PackedCollator()(rows)
+    assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows))
+    assert packed["position_ids"][0].tolist() == [p for r in rows for p in range(len(r["input_ids"]))]
+    loss_p, grads_p = loss_and_grads(model, [packed])
+    assert loss_p == pytest.approx(loss_1, rel=1e-5)
+    for g1, gp in zip(grads_1, grads_p):
+        torch.testing.assert_close(gp, g1, rtol=1e-5, atol=1e-5 * g1.abs().max().item())
+
+
+def test_packed_row_equals_padded_batch_with_transformers_own_sdpa(model, rows):
+    """Without our attention, transformers' SDPA builds a block-diagonal mask from the
+    restarting positions: slower, but the same numbers."""
+    padded = PadCollator(0)(rows)
+    loss_pad, grads_pad = loss_and_grads(model, [padded])
+    packed = PackedCollator()(rows)
+    loss_p, grads_p = loss_and_grads(model, [packed])
+    assert model.config._attn_implementation == "sdpa"
+    assert loss_p == pytest.approx(loss_pad, rel=1e-5)
+    for g1, gp in zip(grads_pad, grads_p):
+        torch.testing.assert_close(gp, g1, rtol=1e-5, atol=1e-5 * g1.abs().max().item())
+
+
+def test_first_token_of_each_example_is_not_a_target(rows):
+    packed = PackedCollator()(rows)
+    starts = packed["cu_seq_lens_q"][:-1].tolist()
+    assert all(packed["labels"][0, s].item() == IGNORE_INDEX for s in starts)
+    trained = sum(sum(1 for x in r["labels"][1:] if x != IGNORE_INDEX) for r in rows)
+    assert int((packed["labels"] != IGNORE_INDEX).sum()) == trained
+
+
+def leaky_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    """Causal over the whole row: packed examples see each other (what some remote-code
+    models would do with a packed row)."""
+    key = key.repeat_interleave(query.shape[1] // key.shape[1], 1)
+    value = value.repeat_interleave(query.shape[1] // value.shape[1], 1)
+    out = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def test_a_model_that_mixes_packed_examples_trains_padded(model, capsys):
+    assert packing_is_exact(model)
+    AttentionInterface.register("leaky_for_test", leaky_attention)
+    model.set_attn_implementation("leaky_for_test")
+    assert not packing_is_exact(model)
+    assert start_packing(model, True) == (False, None)
+    assert "padded batches instead" in capsys.readouterr().err + capsys.readouterr().out
+
+
+def test_segment_attention_is_used_and_restored(model):
+    packed, restore = start_packing(model, True)
+    assert packed and restore == "sdpa" and model.config._attn_implementation == ATTENTION
+    assert start_packing(model, False) == (False, None)
