@@ -11,8 +11,10 @@ from transformers import AttentionInterface, AutoModelForCausalLM
 
 from agentsft.data.templates import get_template
 from agentsft.data.tokenize import IGNORE_INDEX, encode
-from agentsft.packing import ATTENTION, PackedCollator, packing_is_exact, use_segment_attention
-from agentsft.train import PadCollator, start_packing
+from agentsft.packing import (
+    ATTENTION, PackedCollator, PadCollator, packing_is_exact, use_segment_attention,
+)
+from agentsft.train import start_packing
 
 
 @pytest.fixture()

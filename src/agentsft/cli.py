@@ -3,6 +3,7 @@
     agentsft data check|preview|stats|convert   look at data before training on it
     agentsft train                              fine-tune (LoRA, QLoRA, full)
     agentsft chat                               talk to a model or a run, with real tools
+    agentsft eval                               score tool calls, arguments, ROUGE-L, perplexity
     agentsft demo                               the default model before and after fine-tuning
 
 Errors the user can fix print as one line on stderr and exit with code 2.
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reading(p)
     add_train(verbs)
     add_chat(verbs)
+    add_eval(verbs)
     add_demo(verbs)
     return parser
 
@@ -127,6 +129,47 @@ def add_demo(verbs) -> None:
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--tool-share", type=whole_number(1), default=6,
                    help="train on every N-th tool conversation (fewer: faster)")
+
+
+def add_eval(verbs) -> None:
+    p = verbs.add_parser(
+        "eval", help="score a model or a run: tool calls, arguments, ROUGE-L, perplexity",
+        description="Generate each assistant step of the data from the gold history before it "
+                    "(stepwise), or run each user turn through the tool agent with real tools "
+                    "(--mode agent), and score it: call decision, tool name, arguments (exact "
+                    "match, precision/recall/F1), valid JSON, ROUGE-L of text answers, and the "
+                    "perplexity of the gold assistant tokens. Writes report.json and "
+                    "predictions.jsonl (one line per step, re-scorable).",
+        epilog="examples:\n"
+               "  agentsft eval --data examples/tools.jsonl --adapter runs/demo --compare-base\n"
+               "  agentsft eval --data test.jsonl --model HuggingFaceTB/SmolLM2-360M-Instruct\n"
+               "  agentsft eval --data examples/tools.jsonl --adapter runs/demo --mode agent "
+               "--tools examples/tools.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE", help="data files to score on")
+    p.add_argument("--model", help=f"hub id, local folder, or {DEFAULT_MODEL} (default; with "
+                                   "--adapter: the base model the run recorded)")
+    p.add_argument("--adapter", metavar="RUN_DIR", help="a training run (or its final/ folder)")
+    p.add_argument("-o", "--output", metavar="OUT_DIR",
+                   help="where report.json and predictions.jsonl go (default: RUN_DIR/eval, "
+                        "else runs/eval-TIME)")
+    p.add_argument("--mode", choices=("stepwise", "agent"), default="stepwise")
+    p.add_argument("--tools", metavar="FILE.py", help="the tools (needed by --mode agent)")
+    p.add_argument("--compare-base", action="store_true",
+                   help="also score the base model (same template) and show both side by side")
+    p.add_argument("--template", choices=TEMPLATES,
+                   help="agent template (default: the one the run was trained with)")
+    p.add_argument("--limit", type=whole_number(1), help="score only the first N conversations")
+    p.add_argument("--batch-size", type=whole_number(1), default=8,
+                   help="prompts generated together (default 8)")
+    p.add_argument("--max-new-tokens", type=whole_number(1), default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--numeric-strings", action="store_true",
+                   help='count an argument "5" as equal to 5 (off: JSON types must match)')
+    p.add_argument("--tool-timeout", type=float, default=10.0, help="seconds per tool call")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    add_reading(p)
 
 
 def add_chat(verbs) -> None:
@@ -248,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "demo":
             from agentsft.demo import main as demo_main
             return demo_main(args)
+        if args.verb == "eval":
+            from agentsft.evaluate import run_eval
+            return run_eval(args)
         if args.verb == "chat":
             from agentsft.chat import run_chat
             return run_chat(args)

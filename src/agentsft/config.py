@@ -223,9 +223,17 @@ class EvalOptions:
     """Examples per forward pass when validating."""
     max_new_tokens: int = 256
     """Generation limit for evaluation and chat."""
+    tool_eval_every: int = 0
+    """While training, every this many steps (and at the end) generate the assistant steps
+    of a validation sample and log tool-call accuracy beside the loss; 0: off."""
+    tool_eval_samples: int = 16
+    """Validation conversations in that sample (a fixed, seeded choice)."""
 
     def __post_init__(self):
-        for key in ("batch_size", "max_new_tokens"):
+        if self.tool_eval_every < 0:
+            fail("eval.tool_eval_every", f"must be 0 (off) or more, got {self.tool_eval_every}",
+                 "use e.g. 25")
+        for key in ("batch_size", "max_new_tokens", "tool_eval_samples"):
             if getattr(self, key) < 1:
                 fail(f"eval.{key}", f"must be at least 1, got {getattr(self, key)}", "use 1 or more")
 

@@ -109,7 +109,6 @@ def run_demo(output: str = "runs/demo", epochs: float = 3.0, learning_rate: floa
         "data.train": [str(data)], "data.val_fraction": 0.05, "data.max_length": 1024,
         "training.output": str(out / "run"), "training.epochs": epochs,
         "training.learning_rate": learning_rate, "training.batch_size": 4,
-        "training.group_by_length": True,  # persona rows are ~70 tokens, tool rows ~640
         "training.warmup_ratio": 0.05, "training.eval_every": 0, "training.save_every": 1000})
     t = time.perf_counter()
     result = train(cfg)

@@ -131,29 +131,74 @@ class Generator:
     def complete(self, prompt: str, sampling: Sampling | None = None,
                  on_text: Callable[[str], None] | None = None) -> Generation:
         """Continue ``prompt`` until a stop string, EOS or the token limit."""
+        streamer = TextStreamer(self.tokenizer, on_text, self.stops) if on_text else None
+        return self.generate([prompt], sampling, streamer)[0]
+
+    def complete_batch(self, prompts: list[str], sampling: Sampling | None = None,
+                       batch_size: int = 8, progress: str | None = None,
+                       limits: list[int] | None = None) -> list[Generation]:
+        """Continue every prompt, ``batch_size`` at a time (left-padded; prompts of similar
+        length batched together), in the order given; ``progress`` labels a progress bar.
+        ``limits`` caps each prompt's new tokens below ``sampling.max_new_tokens``; each
+        output is cut at its own cap, so results do not depend on how prompts were batched."""
+        from tqdm.auto import tqdm
         s = sampling or Sampling()
-        enc = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
-        ids = enc["input_ids"].to(self.model.device)
+        caps = [min(s.max_new_tokens, n) for n in limits] if limits else [s.max_new_tokens] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[Generation | None] = [None] * len(prompts)
+        with tqdm(total=len(prompts), desc=progress, unit="prompt", disable=progress is None,
+                  dynamic_ncols=True) as bar:
+            for at in range(0, len(order), batch_size):
+                chunk = order[at:at + batch_size]
+                batch = Sampling(max(caps[i] for i in chunk), s.temperature, s.top_p)
+                gens = self.generate([prompts[i] for i in chunk], batch, caps=[caps[i] for i in chunk])
+                for i, gen in zip(chunk, gens):
+                    out[i] = gen
+                bar.update(len(chunk))
+        return out  # type: ignore[return-value]
+
+    def generate(self, prompts: list[str], sampling: Sampling | None = None,
+                 streamer: BaseStreamer | None = None, caps: list[int] | None = None
+                 ) -> list[Generation]:
+        """One batch through ``model.generate``: left padding, greedy unless sampling says
+        otherwise, each text cut at its first stop string (and at its cap of new tokens)."""
+        s = sampling or Sampling()
+        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows],
+                            device=self.model.device)
         kwargs: dict[str, Any] = dict(
-            max_new_tokens=s.max_new_tokens, do_sample=s.temperature > 0,
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
-            stop_strings=list(self.stops), tokenizer=self.tokenizer,
-            attention_mask=torch.ones_like(ids))
+            max_new_tokens=s.max_new_tokens, do_sample=s.temperature > 0, pad_token_id=pad,
+            eos_token_id=self.tokenizer.eos_token_id, stop_strings=list(self.stops),
+            tokenizer=self.tokenizer, attention_mask=mask, streamer=streamer)
         if s.temperature > 0:
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         else:  # greedy: no sampling knobs, so generate() does not warn about them
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if on_text is not None:
-            kwargs["streamer"] = TextStreamer(self.tokenizer, on_text, self.stops)
+        was_training = self.model.training
         self.model.eval()
-        with torch.no_grad():
-            out = self.model.generate(ids, **kwargs)
-        new = out[0, ids.shape[1]:]
-        text = self.tokenizer.decode(new, skip_special_tokens=False)
-        cut = first_stop(text, self.stops)
-        if cut is not None:
-            return Generation(text[:cut[0]], cut[1], len(new))
-        return Generation(text, None, len(new))
+        try:
+            with torch.no_grad():
+                out = self.model.generate(ids, **kwargs)
+        finally:
+            self.model.train(was_training)
+        caps = caps or [s.max_new_tokens] * len(rows)
+        return [self.cut(row[width:width + cap]) for row, cap in zip(out, caps)]
+
+    def cut(self, new: torch.Tensor) -> Generation:
+        """The text up to the first stop string (rows that finished early are padded to
+        the longest after their stop, so the padding is cut with it)."""
+        ids = new.tolist()
+        n = len(ids)
+        while n > 1 and ids[n - 1] == self.tokenizer.pad_token_id:
+            n -= 1
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        found = first_stop(text, self.stops)
+        if found is not None:
+            return Generation(text[:found[0]], found[1], n)
+        return Generation(text, None, n)
 
 
 # ---------------------------------------------------------------------------

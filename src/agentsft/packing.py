@@ -1,4 +1,4 @@
-"""Padding-free batches: the examples of a batch concatenated into one row.
+"""How examples become batches: padded, or padding-free (concatenated into one row).
 
 Agent data mixes short chats with long tool prompts, so a padded batch spends a large
 share of its work on padding. Here a batch is one row holding its examples end to end,
@@ -31,6 +31,27 @@ ATTENTION = "agentsft_segments"
 """Name our attention function is registered under in transformers."""
 OWN_KERNEL = ("flash_attention_2", "flash_attention_3")
 """Implementations that handle packed rows themselves, with variable-length kernels."""
+
+
+@dataclass
+class PadCollator:
+    """Right-pads a batch to its longest row; padding is masked from attention and loss."""
+
+    pad_id: int
+    multiple_of: int = 1
+
+    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        longest = max(len(r["input_ids"]) for r in rows)
+        longest = -(-longest // self.multiple_of) * self.multiple_of
+        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), longest), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 @dataclass

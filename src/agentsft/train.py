@@ -33,14 +33,16 @@ import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from agentsft import config as config_mod
+from agentsft import evaluate, metrics
 from agentsft.config import Config
 from agentsft.data.readers import read_conversations
 from agentsft.data.schema import Conversation
 from agentsft.data.templates import get_template
 from agentsft.data.tokenize import IGNORE_INDEX, Example, encode_conversations
 from agentsft.errors import AgentsftError
+from agentsft.generate import Generator, Sampling
 from agentsft.files import atomic_file, replace_folder, write_text_atomically
-from agentsft.packing import PackedCollator, packing_is_exact, use_segment_attention
+from agentsft.packing import PackedCollator, PadCollator, packing_is_exact, use_segment_attention
 from agentsft.models import (
     RUN_FILE, context_length, fast_bf16, load_model, load_tokenizer, quiet_loading, resolve_device,
     trained_folder,
@@ -159,7 +161,9 @@ def split_validation(convs: list[Conversation], fraction: float, seed: int
             [c for i, c in enumerate(convs) if i in held])
 
 
-def prepare_data(cfg: Config, tokenizer: Any, template: Any) -> tuple[list[Example], list[Example]]:
+def prepare_data(cfg: Config, tokenizer: Any, template: Any
+                 ) -> tuple[list[Example], list[Example], list[Conversation]]:
+    """Training rows, validation rows, and the validation conversations (for generation)."""
     d = cfg.data
     if not d.train:
         raise AgentsftError("no training data. Fix: pass --data FILE (or set data.train)")
@@ -188,7 +192,7 @@ def prepare_data(cfg: Config, tokenizer: Any, template: Any) -> tuple[list[Examp
         raise AgentsftError(f"nothing to train on: no training example has a trained token "
                             f"(data: {', '.join(d.train)}). Fix: check data.policy, the train "
                             f"flags and data.max_length")
-    return train_rows, val_rows
+    return train_rows, val_rows, val_convs
 
 
 def report_skipped(errors: list, what: str) -> None:
@@ -210,27 +214,6 @@ class Rows(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         ex = self.examples[i]
         return {"input_ids": ex.input_ids, "labels": ex.labels}
-
-
-@dataclass
-class PadCollator:
-    """Right-pads a batch to its longest row; padding is masked from attention and loss."""
-
-    pad_id: int
-    multiple_of: int = 1
-
-    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        longest = max(len(r["input_ids"]) for r in rows)
-        longest = -(-longest // self.multiple_of) * self.multiple_of
-        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), longest), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 # ---------------------------------------------------------------------------
@@ -512,6 +495,46 @@ class AgentTrainer(Trainer):
                 shutil.rmtree(self.run.checkpoints / f"{CHECKPOINT}{step}", ignore_errors=True)
 
 
+class ToolEval(TrainerCallback):
+    """Every ``eval.tool_eval_every`` steps (and at the end), generate the assistant steps of
+    a fixed sample of validation conversations and log tool-call accuracy beside the loss
+    (metrics.jsonl, TensorBoard, loss.png). Runs on the main process; others wait."""
+
+    def __init__(self, trainer: Trainer, tokenizer: Any, template: Any,
+                 convs: list[Conversation], cfg: Config):
+        self.trainer, self.every = trainer, cfg.eval.tool_eval_every
+        sample = random.Random(cfg.training.seed).sample(convs, min(len(convs),
+                                                                    cfg.eval.tool_eval_samples))
+        self.steps = evaluate.stepwise_steps(sample)
+        self.tokenizer, self.template = tokenizer, template
+        self.sampling = Sampling(cfg.eval.max_new_tokens)
+        self.batch_size = cfg.eval.batch_size
+        self.done_at = -1
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self.run(state)
+
+    def run(self, state) -> None:
+        if self.done_at == state.global_step:
+            return
+        self.done_at = state.global_step
+        if is_main():
+            model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+            gen = Generator(model, self.tokenizer, self.template)
+            args = self.trainer.args
+            dtype = torch.bfloat16 if args.bf16 else torch.float16
+            with torch.autocast(model.device.type, dtype=dtype, enabled=args.bf16 or args.fp16):
+                rows = evaluate.predict_stepwise(gen, self.steps, self.sampling, self.batch_size,
+                                                 numeric_strings=False, progress=None)
+            agg = metrics.aggregate([r["scores"] for r in rows])
+            self.trainer.log({f"tool_{k}": agg[k] for k in TOOL_METRICS if agg.get(k) is not None})
+        self.trainer.accelerator.wait_for_everyone()
+
+
+TOOL_METRICS = ("decision", "name_accuracy", "exact_match", "arg_f1_micro", "rouge_l")
+
+
 def read_best(run: RunDir) -> dict[str, Any] | None:
     try:
         return json.loads(run.best_record.read_text())
@@ -575,6 +598,10 @@ class RunLog(TrainerCallback):
             row.update(loss=logs["loss"], lr=logs.get("learning_rate"),
                        grad_norm=logs.get("grad_norm"), tokens_per_s=self.last_rate,
                        tokens_seen=state.num_input_tokens_seen)
+        elif any(k.startswith("tool_") for k in logs):
+            row.update({k: v for k, v in logs.items() if k.startswith("tool_")})
+            self.bar.write(f"step {state.global_step}: " + ", ".join(
+                f"{k.removeprefix('tool_')} {v:.3f}" for k, v in logs.items() if k.startswith("tool_")))
         elif "eval_loss" in logs:
             row.update(val_loss=logs["eval_loss"], val_ppl=logs["eval_ppl"],
                        val_tokens=logs.get("eval_tokens"))
@@ -586,7 +613,8 @@ class RunLog(TrainerCallback):
         if self.writer is not None:
             for key, value in row.items():
                 if key not in ("step", "epoch") and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key.replace("val_", "val/"), value, state.global_step)
+                    name = key.replace("val_", "val/").replace("tool_", "tool/")
+                    self.writer.add_scalar(name, value, state.global_step)
             self.writer.flush()
         if "val_loss" in row:
             self.bar.write(f"step {row['step']}: val loss {row['val_loss']:.4f}, "
@@ -646,7 +674,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     quiet_loading()
     tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
     template = get_template(cfg.data.template, tokenizer)
-    train_rows, val_rows = prepare_data(cfg, tokenizer, template)  # refused before any model load
+    train_rows, val_rows, val_convs = prepare_data(cfg, tokenizer, template)  # before the model
     limit = context_length(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
     if limit is not None and cfg.data.max_length > limit:
         raise AgentsftError(f"data.max_length={cfg.data.max_length} is above the model's context "
@@ -675,6 +703,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         PadCollator(tokenizer.pad_token_id, 8 if device.startswith("cuda") else 1),
         callbacks=[log], run=run, keep_last=t.keep_last, best_metric=t.best_metric)
     log.trainer = trainer
+    if cfg.eval.tool_eval_every and val_convs:
+        trainer.add_callback(ToolEval(trainer, tokenizer, template, val_convs, cfg))
     trainer.remove_callback(PrinterCallback)  # our RunLog shows and records the logs
     trainer.accelerator.wait_for_everyone()  # every rank has checked the folder before it is used
     if is_main():
@@ -808,7 +838,20 @@ def plot_losses(run: RunDir) -> None:
     ax.set_ylabel("loss per trained token")
     ax.set_title(f"{run.root.name}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    tool = {k: [(r["step"], r[k]) for r in rows if k in r]
+            for k in ("tool_name_accuracy", "tool_exact_match")}
+    if any(tool.values()):  # generation-based tool accuracy on a second axis
+        acc = ax.twinx()
+        for (key, pts), color in zip(tool.items(), ("#2ca02c", "#9467bd")):
+            if pts:
+                acc.plot(*zip(*pts), "s--", color=color,
+                         label=key.removeprefix("tool_").replace("_", " ") + " (generated)")
+        acc.set_ylim(-0.02, 1.02)
+        acc.set_ylabel("tool-call accuracy")
+        more = acc.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, loc="best")
     fig.tight_layout()
     with atomic_file(run.plot) as tmp:
         fig.savefig(tmp, format="png")

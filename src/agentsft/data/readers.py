@@ -71,6 +71,8 @@ def read_file(path: str, format: str, skip_invalid: bool, report: ReadReport) ->
         try:
             conv = reader(raw)
             conv.source = where
+            if isinstance(raw, dict) and isinstance(raw.get("id"), (str, int)):
+                conv.id = str(raw["id"])
             report.warnings.extend(f"{where}: {w}" for w in validate(conv))
         except DataError as e:
             e.at(where)

@@ -63,6 +63,8 @@ class Conversation:
     (msagent data describes its tools inside the system text instead)."""
     source: str | None = None
     """Where the record came from, ``file:line``; used in every error about it."""
+    id: str | None = None
+    """The record's own ``id`` field, when it has one (kept by every reader)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI chat shape (``messages`` + ``tools``), as written by ``data convert``."""

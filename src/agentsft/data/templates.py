@@ -279,8 +279,9 @@ class MsAgentTemplate(AgentTemplate):
                 out.append((f"{lead}{thinks}\n\n{EXEC_OPEN}", i))
             else:
                 out += [(m.content + self.eos, i), ("\n", None)]
-        if add_generation_prompt:
-            out.append(("<|assistant|>:", None))
+        last = msgs[-1] if msgs else None
+        if add_generation_prompt and not (last and (last.role == "tool" or last.tool_calls)):
+            out.append(("<|assistant|>:", None))  # after calls or results the turn goes on
         return out
 
     @staticmethod

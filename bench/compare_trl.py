@@ -1,0 +1,156 @@
+"""agentsft against TRL's SFTTrainer on the same model, data, LoRA and examples.
+
+    python bench/compare_trl.py                      # 3 alternating rounds, default model
+    python bench/compare_trl.py --rounds 1 --examples 16
+
+Both train the default model with LoRA r16 / alpha 32 on all linear layers, batch 4,
+learning rate 2e-4, one epoch over the same first N conversations of a tool-calling file.
+TRL gets the conversations as the exact text agentsft trains on (hermes rendering), with a
+new user's settings: its defaults otherwise (bf16, gradient checkpointing, padded batches,
+loss on every token). Each run is its own process (peak memory is per run); runs
+alternate agentsft / TRL so that drifts of a shared machine hit both alike.
+
+Printed per run and as medians: real (non-padding) tokens per second over the whole
+``train()`` call, peak resident memory, and agentsft's useful FLOP/s (4 x parameters per
+token for LoRA: forward, and the backward pass through activations) as a fraction of the
+bf16 matrix-product rate measured in the same invocation. Needs ``pip install trl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from train_throughput import matmul_gflops  # noqa: E402
+
+LORA = {"r": 16, "alpha": 32, "target_modules": "all-linear"}
+BATCH, LR = 4, 2e-4
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_agentsft(data: Path, out: Path) -> dict:
+    from agentsft import config
+    from agentsft.train import train
+    cfg = config.load(flags={
+        "data.train": [str(data)], "data.val_fraction": 0, "data.max_length": 2048,
+        "training.output": str(out), "training.epochs": 1, "training.batch_size": BATCH,
+        "training.learning_rate": LR, "training.save_every": 10 ** 6,
+        "training.log_every": 10 ** 6, "lora.r": LORA["r"], "lora.alpha": LORA["alpha"],
+        "lora.target_modules": LORA["target_modules"]})
+    result = train(cfg)
+    params = sum(p.numel() for p in result.model.parameters())
+    return {"tokens": result.tokens, "seconds": result.seconds, "params": params,
+            "steps": result.steps}
+
+
+def run_trl(data: Path, out: Path) -> dict:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from agentsft.data.readers import read_conversations
+    from agentsft.data.templates import get_template
+    from agentsft.models import default_model_dir, load_tokenizer, quiet_loading
+    quiet_loading()
+    tokenizer = load_tokenizer()
+    template = get_template("hermes", tokenizer)
+    texts = [template.render(c).text for c in read_conversations(data).conversations]
+    model = AutoModelForCausalLM.from_pretrained(default_model_dir())
+    args = SFTConfig(output_dir=str(out), per_device_train_batch_size=BATCH, learning_rate=LR,
+                     num_train_epochs=1, report_to="none", save_strategy="no",
+                     disable_tqdm=True, use_cpu=not torch.cuda.is_available())
+    lora = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], target_modules=LORA["target_modules"],
+                      task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts}),
+                         processing_class=tokenizer, peft_config=lora)
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *a, **k):
+            self.t0 = time.perf_counter()
+
+        def on_train_end(self, *a, **k):
+            self.t1 = time.perf_counter()
+
+    clock = Clock()
+    trainer.add_callback(clock)
+    trainer.train()
+    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])  # after TRL's processing
+    return {"tokens": tokens, "seconds": clock.t1 - clock.t0, "steps": trainer.state.global_step,
+            "settings": {"bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing,
+                         "packing": args.packing, "padding_free": args.padding_free,
+                         "max_length": args.max_length}}
+
+
+def worker(kind: str, data: Path) -> None:
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        row = (run_agentsft if kind == "agentsft" else run_trl)(data, Path(tmp) / "run")
+    row.update(kind=kind, tokens_per_s=row["tokens"] / row["seconds"], peak_rss_mb=peak_rss_mb())
+    print("RESULT " + json.dumps(row), flush=True)
+
+
+def launch(kind: str, data: Path) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--data", str(data)],
+                          capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    sys.exit(f"the {kind} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(HERE.parent / "examples" / "tools.jsonl"))
+    p.add_argument("--examples", type=int, default=32, help="first N conversations (default 32)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating agentsft/TRL pairs")
+    p.add_argument("--worker", choices=("agentsft", "trl"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args.worker, Path(args.data))
+    with tempfile.TemporaryDirectory() as tmp:
+        subset = Path(tmp) / "subset.jsonl"
+        lines = [line for line in Path(args.data).read_text().splitlines() if line.strip()]
+        subset.write_text("\n".join(lines[:args.examples]) + "\n")
+        peak = matmul_gflops(torch.bfloat16)
+        runs: dict[str, list[dict]] = {"agentsft": [], "trl": []}
+        for r in range(args.rounds):
+            for kind in ("agentsft", "trl"):
+                row = launch(kind, subset)
+                runs[kind].append(row)
+                print(f"round {r + 1} {kind:8s} {row['tokens_per_s']:7.1f} tokens/s  "
+                      f"{row['seconds']:6.1f} s  {row['tokens']} tokens  "
+                      f"peak {row['peak_rss_mb'] / 1024:.2f} GB", flush=True)
+        peak = max(peak, matmul_gflops(torch.bfloat16))
+    med = {k: statistics.median(r["tokens_per_s"] for r in v) for k, v in runs.items()}
+    params = runs["agentsft"][0]["params"]
+    useful = med["agentsft"] * 4 * params / 1e9
+    summary = {
+        "examples": args.examples, "rounds": args.rounds, "data": args.data,
+        "agentsft_tokens_per_s": round(med["agentsft"], 1), "trl_tokens_per_s": round(med["trl"], 1),
+        "ratio": round(med["agentsft"] / med["trl"], 2),
+        "agentsft_peak_gb": round(max(r["peak_rss_mb"] for r in runs["agentsft"]) / 1024, 2),
+        "trl_peak_gb": round(max(r["peak_rss_mb"] for r in runs["trl"]) / 1024, 2),
+        "bf16_matmul_gflops": round(peak, 1), "agentsft_useful_gflops": round(useful, 1),
+        "fraction_of_peak": round(useful / peak, 3), "trl_settings": runs["trl"][0]["settings"],
+        "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

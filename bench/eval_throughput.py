@@ -1,0 +1,72 @@
+"""Generation throughput for eval and chat: batched against one prompt at a time.
+
+    python bench/eval_throughput.py                  # 32 steps of examples/tools.jsonl
+    python bench/eval_throughput.py --adapter runs/demo/run --batch-size 16
+
+Generates the first N assistant steps of the eval set (stepwise prompts, greedy, each
+step capped as ``agentsft eval`` caps it) once with batches and once one prompt at a
+time, in the same process, and prints one JSON line: prompts/s and generated tokens/s of
+each, their ratio, and how many outputs agree exactly (bf16 kernels of different batch
+shapes may round differently). Then the time to first token of ``agentsft chat``: a fresh
+process answering with one token, cached default model, wall time from launch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+from agentsft.data.readers import read_conversations
+from agentsft.evaluate import gold_budget, stepwise_steps
+from agentsft.generate import Sampling, load_generator
+
+
+def timed(gen, prompts, limits, batch_size):
+    t = time.perf_counter()
+    out = gen.complete_batch(prompts, Sampling(256), batch_size, limits=limits)
+    return out, time.perf_counter() - t
+
+
+def chat_first_token_seconds() -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "agentsft", "chat", "--prompt", "Hello!",
+                    "--max-new-tokens", "1"], check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="examples/tools.jsonl")
+    p.add_argument("--adapter", help="a training run (default: the base default model)")
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
+    args = p.parse_args()
+    gen = load_generator(adapter=args.adapter)
+    steps = stepwise_steps(read_conversations(args.data).conversations)[:args.steps]
+    prompts = [gen.template.prompt(s.history) for s in steps]
+    limits = [gold_budget(gen, s) for s in steps]
+    gen.complete_batch(prompts[:2], Sampling(8), 2)  # warm-up
+    batched, t_batched = timed(gen, prompts, limits, args.batch_size)
+    single, t_single = timed(gen, prompts, limits, 1)
+    tokens = sum(g.tokens for g in batched)
+    row = {
+        "steps": len(prompts), "batch_size": args.batch_size, "model_dtype": str(gen.model.dtype),
+        "batched_s": round(t_batched, 1), "one_at_a_time_s": round(t_single, 1),
+        "batched_prompts_per_s": round(len(prompts) / t_batched, 2),
+        "one_at_a_time_prompts_per_s": round(len(prompts) / t_single, 2),
+        "batched_tokens_per_s": round(tokens / t_batched, 1),
+        "ratio": round(t_single / t_batched, 2),
+        "outputs_agreeing": sum(a.text == b.text for a, b in zip(batched, single)),
+        "chat_first_token_s": round(chat_first_token_seconds(), 2),
+        "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}
+    print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
