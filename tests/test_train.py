@@ -260,6 +260,23 @@ def test_gradient_checkpointing_gives_the_same_losses(tiny_model, data, tmp_path
     torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-5, atol=0)
 
 
+def test_bf16_fast_path_follows_the_fp32_loss_curve(tiny_model, data, tmp_path):
+    """The CPU fast path (bf16 base, bf16 autocast, float32 adapter masters) against fp32 on
+    a 12-step run: every step's loss within 6%, the last three within 3% on average."""
+    common = {"training.max_steps": 12, "training.eval_every": 0, "training.batch_size": 4}
+    fp32 = train(settings(tiny_model, data, tmp_path / "fp32", **common,
+                          **{"training.precision": "fp32"}))
+    bf16 = train(settings(tiny_model, data, tmp_path / "bf16", **common,
+                          **{"training.precision": "bf16"}))
+    assert bf16.model.dtype == torch.bfloat16 and fp32.model.dtype == torch.float32
+    a = torch.tensor([r["loss"] for r in metrics(fp32.run.root) if "loss" in r])
+    b = torch.tensor([r["loss"] for r in metrics(bf16.run.root) if "loss" in r])
+    assert len(a) == 12 and a[-1] < a[0] / 2
+    # measured: largest step difference 4.3% (step 6, at learning rate 3e-2), last step 1.6%
+    torch.testing.assert_close(b, a, rtol=0.06, atol=0)
+    assert abs(b[-3:].mean() - a[-3:].mean()) < 0.03 * a[-3:].mean()
+
+
 def test_continuing_an_adapter_finds_its_base_model(lora_run, tiny_model):
     from agentsft.train import use_adapter_base
     cfg = config.load(flags={"training.adapter": str(lora_run.run.root)})
