@@ -160,8 +160,8 @@ def add_eval(verbs) -> None:
     p.add_argument("--template", choices=TEMPLATES,
                    help="agent template (default: the one the run was trained with)")
     p.add_argument("--limit", type=whole_number(1), help="score only the first N conversations")
-    p.add_argument("--batch-size", type=whole_number(1), default=8,
-                   help="prompts generated together (default 8)")
+    p.add_argument("--batch-size", type=whole_number(1), default=16,
+                   help="prompts generated together (default 16)")
     p.add_argument("--max-new-tokens", type=whole_number(1), default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
     p.add_argument("--top-p", type=float, default=1.0)
