@@ -161,3 +161,18 @@ def test_training_logs_generated_tool_accuracy_beside_the_loss(tiny_model, tool_
     assert [r["step"] for r in tool_rows] == [2, 3]  # every 2 steps, and at the end
     assert all(0 <= r["tool_decision"] <= 1 for r in tool_rows)
     assert any("loss" in r for r in rows) and (out / "loss.png").stat().st_size > 1000
+
+
+def test_agent_mode_runs_each_user_turn_through_the_tool_agent(run_dir, tool_data):
+    from agentsft.agents import Toolkit
+    from conftest import ROOT
+    gen = load_generator(adapter=run_dir)
+    convs = read_conversations(tool_data).conversations[:2]
+    toolkit = Toolkit.from_file(ROOT / "examples" / "tools.py")
+    report, rows = evaluate(gen, convs, mode="agent", sampling=Sampling(max_new_tokens=16),
+                            toolkit=toolkit, perplexity=False, progress=None)
+    assert report["mode"] == "agent" and len(rows) == 2  # one user turn each
+    assert rows[0]["gold_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert rows[0]["gold_text"] == "It is 10 degrees in Paris."
+    assert json.loads(rows[0]["raw_output"])  # the agent's transcript, as messages
+    assert rows[0]["scores"]["decision"] in (0.0, 1.0)

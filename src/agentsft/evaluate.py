@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from agentsft import metrics
-from agentsft.data.schema import Conversation, Message, ToolCall
+from agentsft.data.schema import Conversation, Message, ToolCall, message_to_dict
 from agentsft.data.templates import AgentTemplate, CallParseError
 from agentsft.data.tokenize import IGNORE_INDEX, encode
 from agentsft.errors import AgentsftError
@@ -143,21 +143,24 @@ def gold_budget(gen: Generator, step: Step) -> int:
 
 
 def predict_agent(gen: Generator, steps: list[Step], sampling: Sampling, toolkit: Any,
-                  numeric_strings: bool, max_steps: int = 5) -> list[dict]:
+                  numeric_strings: bool, max_steps: int = 5,
+                  progress: str | None = "agent") -> list[dict]:
     from tqdm.auto import tqdm
 
     from agentsft.agents import ToolAgent
     rows = []
-    for s in tqdm(steps, desc="agent", unit="turn", dynamic_ncols=True):
+    for s in tqdm(steps, desc=progress, unit="turn", disable=progress is None, dynamic_ncols=True):
         msgs = s.history.messages
         system = msgs[0].content if msgs and msgs[0].role == "system" else None
         agent = ToolAgent("agent", system, toolkit=toolkit, max_steps=max_steps, generator=gen,
                           max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
                           top_p=sampling.top_p)
         agent.memory = list(msgs[1:] if system is not None else msgs)
+        before = len(agent.memory)
         reply = agent()
         made = list(reply.tool_calls or [])
-        new = agent.memory[len(agent.memory) - len(msgs) + (system is not None) - len(agent.memory):]
+        # The agent's transcript of the turn (its replies and the tool results) as messages.
+        raw = json.dumps([message_to_dict(m) for m in agent.memory[before:]], ensure_ascii=False)
         rows.append(score(s, raw, gen.template, numeric_strings, made, reply.content))
     return rows
 
@@ -211,7 +214,8 @@ def evaluate(gen: Generator, convs: list[Conversation], mode: str = "stepwise",
     sampling = sampling or Sampling()
     began = time.perf_counter()
     if mode == "agent":
-        rows = predict_agent(gen, agent_steps(convs), sampling, toolkit, numeric_strings)
+        rows = predict_agent(gen, agent_steps(convs), sampling, toolkit, numeric_strings,
+                             progress=progress)
     else:
         rows = predict_stepwise(gen, stepwise_steps(convs), sampling, batch_size,
                                 numeric_strings, progress)
