@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,26 @@ def test_agent_mode_runs_each_user_turn_through_the_tool_agent(run_dir, tool_dat
     assert rows[0]["gold_text"] == "It is 10 degrees in Paris."
     assert json.loads(rows[0]["raw_output"])  # the agent's transcript, as messages
     assert rows[0]["scores"]["decision"] in (0.0, 1.0)
+
+
+def test_gold_perplexity_is_the_mean_loss_of_the_trained_tokens(tiny_model, tokenizer, tool_data):
+    """Against the plain computation: full logits, shifted cross-entropy over trained tokens."""
+    from transformers import AutoModelForCausalLM
+
+    from agentsft.data.tokenize import IGNORE_INDEX, encode
+    from agentsft.evaluate import gold_perplexity
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    gen = Generator(model, tokenizer, get_template("hermes", tokenizer))
+    convs = read_conversations(tool_data).conversations
+    got = gold_perplexity(gen, convs, batch_size=3)
+    nll, n = 0.0, 0
+    for conv in convs:
+        ex = encode(gen.template.render(conv), tokenizer)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ex.input_ids])).logits[0, :-1]
+        target = torch.tensor(ex.labels[1:])
+        nll += float(torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX,
+                                                       reduction="sum"))
+        n += int((target != IGNORE_INDEX).sum())
+    assert got["ppl_tokens"] == n
+    assert got["perplexity"] == pytest.approx(math.exp(nll / n), rel=1e-4)

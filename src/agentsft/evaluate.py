@@ -165,6 +165,12 @@ def predict_agent(gen: Generator, steps: list[Step], sampling: Sampling, toolkit
     return rows
 
 
+def takes_logits_to_keep(model: Any) -> bool:
+    import inspect
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 def gold_perplexity(gen: Generator, convs: list[Conversation], batch_size: int
                     ) -> dict[str, Any]:
     """Perplexity of the gold assistant tokens (overall and per file); conversations longer
@@ -189,15 +195,23 @@ def gold_perplexity(gen: Generator, convs: list[Conversation], batch_size: int
             chunk = order[at:at + batch_size]
             batch = {k: v.to(model.device) for k, v in collate([rows[i] for i in chunk]).items()}
             labels = batch.pop("labels")
+            # Only the positions that predict a gold assistant token need the output head
+            # (vocabulary-wide logits for every position would be most of the work).
+            keep = torch.zeros_like(labels, dtype=torch.bool)
+            keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
             with torch.no_grad():
-                logits = model(**batch, use_cache=False).logits[:, :-1].float()
-            target = labels[:, 1:]
+                if takes_logits_to_keep(model):
+                    logits = model(**batch, use_cache=False, logits_to_keep=keep).logits
+                else:
+                    logits = model(**batch, use_cache=False).logits[keep]
             losses = torch.nn.functional.cross_entropy(
-                logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="none")
+                logits.reshape(-1, logits.shape[-1]).float(), labels[:, 1:][keep[:, :-1]],
+                reduction="none")
+            owner = keep.nonzero()[:, 0]  # the row of each kept position, in order
             for row, i in enumerate(chunk):
                 f = files[i]
-                nll[f] = nll.get(f, 0.0) + float(losses[row].sum())
-                count[f] = count.get(f, 0) + int((target[row] != IGNORE_INDEX).sum())
+                nll[f] = nll.get(f, 0.0) + float(losses[owner == row].sum())
+                count[f] = count.get(f, 0) + int((owner == row).sum())
     finally:
         model.train(was_training)
     total_nll, total = sum(nll.values()), sum(count.values())
