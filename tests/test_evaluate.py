@@ -141,6 +141,8 @@ def test_eval_cli_writes_report_and_predictions(run_dir, tool_data, tmp_path):
 def test_eval_cli_refuses_agent_mode_without_tools(tool_data):
     r = run_cli("eval", "--data", str(tool_data), "--mode", "agent")
     assert r.returncode == 2 and "--tools" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("eval", "--data", str(tool_data), "--compare-base")
+    assert r.returncode == 2 and "--adapter" in r.stderr and len(r.stderr.splitlines()) == 1
 
 
 def test_markdown_table_shows_change():

@@ -321,6 +321,9 @@ def run_eval(args) -> int:
     if args.mode == "agent" and toolkit is None:
         raise AgentsftError("--mode agent runs the conversations through the tool agent, which "
                             "needs the tools. Fix: pass --tools FILE.py")
+    if args.compare_base and not args.adapter:
+        raise AgentsftError("--compare-base compares a trained run with its base model. Fix: "
+                            "pass --adapter RUN_DIR, or drop --compare-base")
     sampling = Sampling(args.max_new_tokens, args.temperature, args.top_p)
     out = Path(args.output) if args.output else (
         Path(args.adapter) / "eval" if args.adapter and Path(args.adapter).is_dir()
