@@ -131,6 +131,22 @@ def add_demo(verbs) -> None:
                    help="train on every N-th tool conversation (fewer: faster)")
 
 
+def add_model_choice(p: argparse.ArgumentParser) -> None:
+    """Which model answers: a base model, or a trained run on top of its recorded base."""
+    p.add_argument("--model", help=f"hub id, local folder, or {DEFAULT_MODEL} (default; with "
+                                   "--adapter: the base model the run recorded)")
+    p.add_argument("--adapter", metavar="RUN_DIR", help="a training run (or its final/ folder)")
+
+
+def add_generation(p: argparse.ArgumentParser) -> None:
+    """How it generates and runs tools (chat and eval alike)."""
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--max-new-tokens", type=whole_number(1), default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--tool-timeout", type=float, default=10.0, help="seconds per tool call")
+
+
 def add_eval(verbs) -> None:
     p = verbs.add_parser(
         "eval", help="score a model or a run: tool calls, arguments, ROUGE-L, perplexity",
@@ -147,9 +163,7 @@ def add_eval(verbs) -> None:
                "--tools examples/tools.py",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, metavar="FILE", help="data files to score on")
-    p.add_argument("--model", help=f"hub id, local folder, or {DEFAULT_MODEL} (default; with "
-                                   "--adapter: the base model the run recorded)")
-    p.add_argument("--adapter", metavar="RUN_DIR", help="a training run (or its final/ folder)")
+    add_model_choice(p)
     p.add_argument("-o", "--output", metavar="OUT_DIR",
                    help="where report.json and predictions.jsonl go (default: RUN_DIR/eval, "
                         "else runs/eval-TIME)")
@@ -162,13 +176,9 @@ def add_eval(verbs) -> None:
     p.add_argument("--limit", type=whole_number(1), help="score only the first N conversations")
     p.add_argument("--batch-size", type=whole_number(1), default=16,
                    help="prompts generated together (default 16)")
-    p.add_argument("--max-new-tokens", type=whole_number(1), default=256)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--numeric-strings", action="store_true",
                    help='count an argument "5" as equal to 5 (off: JSON types must match)')
-    p.add_argument("--tool-timeout", type=float, default=10.0, help="seconds per tool call")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    add_generation(p)
     add_reading(p)
 
 
@@ -183,21 +193,15 @@ def add_chat(verbs) -> None:
                "  agentsft chat --tools examples/tools.py --system 'You are Marlo.'\n"
                "  agentsft chat --adapter runs/persona --prompt 'Who are you?'",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help=f"hub id, local folder, or {DEFAULT_MODEL} (default; with "
-                                   "--adapter: the base model the run recorded)")
-    p.add_argument("--adapter", metavar="RUN_DIR", help="a training run (or its final/ folder)")
+    add_model_choice(p)
     p.add_argument("--tools", metavar="FILE.py", help="Python file whose functions (or TOOLS list) "
                                                       "the agent may call")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--prompt", help="answer this once and exit, printing only the reply")
     p.add_argument("--json", action="store_true", help="with --prompt: the reply and tool calls as JSON")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--max-new-tokens", type=whole_number(1), default=256)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-steps", type=whole_number(1), default=5,
                    help="tool-call rounds per answer before the agent stops")
-    p.add_argument("--tool-timeout", type=float, default=10.0, help="seconds per tool call")
+    add_generation(p)
 
 
 def add_train(verbs) -> None:

@@ -29,11 +29,11 @@ import torch
 from agentsft import metrics
 from agentsft.data.schema import Conversation, Message, ToolCall, message_to_dict
 from agentsft.data.templates import AgentTemplate, CallParseError
-from agentsft.data.tokenize import IGNORE_INDEX, encode
+from agentsft.data.tokenize import encode
 from agentsft.errors import AgentsftError
 from agentsft.files import write_text_atomically
 from agentsft.generate import Generator, Sampling
-from agentsft.packing import PadCollator
+from agentsft.packing import PadCollator, trained_logits
 
 MODES = ("stepwise", "agent")
 
@@ -165,12 +165,6 @@ def predict_agent(gen: Generator, steps: list[Step], sampling: Sampling, toolkit
     return rows
 
 
-def takes_logits_to_keep(model: Any) -> bool:
-    import inspect
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
-
-
 def gold_perplexity(gen: Generator, convs: list[Conversation], batch_size: int
                     ) -> dict[str, Any]:
     """Perplexity of the gold assistant tokens (overall and per file); conversations longer
@@ -195,18 +189,9 @@ def gold_perplexity(gen: Generator, convs: list[Conversation], batch_size: int
             chunk = order[at:at + batch_size]
             batch = {k: v.to(model.device) for k, v in collate([rows[i] for i in chunk]).items()}
             labels = batch.pop("labels")
-            # Only the positions that predict a gold assistant token need the output head
-            # (vocabulary-wide logits for every position would be most of the work).
-            keep = torch.zeros_like(labels, dtype=torch.bool)
-            keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
             with torch.no_grad():
-                if takes_logits_to_keep(model):
-                    logits = model(**batch, use_cache=False, logits_to_keep=keep).logits
-                else:
-                    logits = model(**batch, use_cache=False).logits[keep]
-            losses = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), labels[:, 1:][keep[:, :-1]],
-                reduction="none")
+                logits, targets, keep = trained_logits(model, {**batch, "use_cache": False}, labels)
+            losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
             owner = keep.nonzero()[:, 0]  # the row of each kept position, in order
             for row, i in enumerate(chunk):
                 f = files[i]

@@ -17,7 +17,6 @@ token-weighted validation loss and perplexity, and a stop on NaN loss.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import math
 import os
@@ -42,7 +41,9 @@ from agentsft.data.tokenize import IGNORE_INDEX, Example, encode_conversations
 from agentsft.errors import AgentsftError
 from agentsft.generate import Generator, Sampling
 from agentsft.files import atomic_file, replace_folder, write_text_atomically
-from agentsft.packing import PackedCollator, PadCollator, packing_is_exact, use_segment_attention
+from agentsft.packing import (
+    PackedCollator, PadCollator, packing_is_exact, trained_logits, use_segment_attention,
+)
 from agentsft.models import (
     RUN_FILE, context_length, fast_bf16, load_model, load_tokenizer, quiet_loading, resolve_device,
     trained_folder,
@@ -380,19 +381,12 @@ class AgentTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Cross-entropy over the trained tokens, with the output head applied only at the
-        positions that predict them. In agent data most tokens are prompt (about 9% are
-        trained in examples/tools.jsonl), and the head (vocab x width) plus a full-vocab
-        softmax at every position is a large share of the step. Same loss, same gradients."""
-        if return_outputs or not self.head_on_trained_only(model):
+        positions that predict them (:func:`trained_logits`). Same loss, same gradients."""
+        if return_outputs:
             self.loss_is_scaled_for_ga = None
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        labels = inputs["labels"]
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX  # position p predicts token p + 1
-        targets = labels[:, 1:][keep[:, :-1]]
         rest = {k: v for k, v in inputs.items() if k != "labels"}
-        out = model(**rest, logits_to_keep=keep)
-        logits = out.logits.reshape(-1, out.logits.shape[-1])
+        logits, targets, _ = trained_logits(model, rest, inputs["labels"])
         loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
         if num_items_in_batch is None:
             self.loss_is_scaled_for_ga = False
@@ -402,13 +396,6 @@ class AgentTrainer(Trainer):
         if self.args.average_tokens_across_devices:  # DDP averages gradients; undo it for sums
             loss = loss * self.accelerator.num_processes
         return loss
-
-    def head_on_trained_only(self, model) -> bool:
-        if not hasattr(self, "_head_ok"):
-            base = self.accelerator.unwrap_model(model)
-            base = base.get_base_model() if hasattr(base, "get_base_model") else base
-            self._head_ok = "logits_to_keep" in inspect.signature(base.forward).parameters
-        return self._head_ok
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
