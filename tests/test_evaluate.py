@@ -202,3 +202,15 @@ def test_gold_perplexity_is_the_mean_loss_of_the_trained_tokens(tiny_model, toke
         n += int((target != IGNORE_INDEX).sum())
     assert got["ppl_tokens"] == n
     assert got["perplexity"] == pytest.approx(math.exp(nll / n), rel=1e-4)
+
+
+def test_evaluate_a_full_fine_tune(tiny_model, tool_data, tmp_path):
+    out = tmp_path / "full"
+    train(config.load(flags={"model.name": str(tiny_model), "data.train": [str(tool_data)],
+                             "data.val_fraction": 0, "training.output": str(out),
+                             "training.method": "full", "training.max_steps": 2}))
+    gen = load_generator(adapter=out)  # a run holding a whole model, not an adapter
+    assert gen.template.name == "hermes" and not hasattr(gen.model, "peft_config")
+    report, rows = evaluate(gen, read_conversations(tool_data).conversations[:1],
+                            sampling=Sampling(max_new_tokens=8), progress=None)
+    assert len(rows) == 2 and report["overall"]["perplexity"] > 1
