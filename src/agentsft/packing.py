@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from agentsft.attention import causal_attention
 from agentsft.data.tokenize import IGNORE_INDEX
 
 ATTENTION = "agentsft_segments"
@@ -90,8 +91,13 @@ def segment_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
                                       dropout=dropout, scaling=scaling, **kwargs)
     if query.shape[0] != 1:
         raise ValueError(f"a packed batch is one row, got {query.shape[0]}")
-    gqa = query.shape[1] != key.shape[1]
     bounds = cu_seq_lens_q.tolist()
+    if query.device.type == "cpu" and not dropout and torch.is_grad_enabled():
+        # Training on CPU: our attention on bf16 matrix products (see attention.py).
+        out = [causal_attention(query[0, :, a:b], key[0, :, a:b], value[0, :, a:b], scaling)
+               for a, b in zip(bounds, bounds[1:])]
+        return torch.cat(out, dim=1).transpose(0, 1).unsqueeze(0).contiguous(), None
+    gqa = query.shape[1] != key.shape[1]
     out = [F.scaled_dot_product_attention(
         query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True, scale=scaling,
         dropout_p=dropout, enable_gqa=gqa) for a, b in zip(bounds, bounds[1:])]

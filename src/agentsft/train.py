@@ -16,7 +16,6 @@ token-weighted validation loss and perplexity, and a stop on NaN loss.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from agentsft import config as config_mod
 from agentsft import evaluate, metrics
+from agentsft.adapters import fast_adapters
 from agentsft.config import Config
 from agentsft.data.readers import read_conversations
 from agentsft.data.schema import Conversation
@@ -312,16 +312,6 @@ def start_packing(model: Any, wanted: bool) -> tuple[bool, str | None]:
     say("note: this model's attention lets packed examples see each other; training on "
         "padded batches instead (training.packing=false silences this)")
     return False, None
-
-
-def adapter_inputs_uncast(model: Any, autocast: bool) -> Any:
-    """Under autocast, PEFT's cast of each adapter's input to its float32 weights is
-    undone at once by autocast (two copies of the activations per adapted layer, 7% of a
-    CPU step measured); skip it while training. Outside autocast the casts are needed."""
-    if not autocast or not hasattr(model, "peft_config"):
-        return contextlib.nullcontext()
-    from peft.helpers import disable_input_dtype_casting
-    return disable_input_dtype_casting(model)
 
 
 def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool,
@@ -702,7 +692,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
                                 f"Fix: choose another --output") from None
         config_mod.save(cfg, run.config)
     began = time.perf_counter()
-    with adapter_inputs_uncast(model, args.bf16 or args.fp16):
+    with fast_adapters(model, args.bf16 or args.fp16):
         result = trainer.train(resume_from_checkpoint=str(start) if start else None)
         if val_rows and not t.eval_every:
             trainer.evaluate()  # eval_every 0: validate once, at the end

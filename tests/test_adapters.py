@@ -1,0 +1,83 @@
+"""LoRA layers with the adapter summed inside the matrix product (training under autocast)
+give PEFT's loss and gradients."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import Linear
+from transformers import AutoModelForCausalLM
+
+from agentsft import adapters
+from agentsft.adapters import fast_adapters, fused_forward
+
+
+def lora_model(folder):
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # PEFT starts B at zero: the adapters would add nothing
+            torch.nn.init.normal_(p, std=0.5)
+    return model
+
+
+def loss_and_grads(model, ids, autocast: bool = True):
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+IDS = torch.randint(0, 1000, (2, 40), generator=torch.Generator().manual_seed(0))
+
+
+def test_fused_forward_is_peft_arithmetic(tiny_model, monkeypatch):
+    """Float32 (the fused path told autocast is on): PEFT's loss and adapter gradients to
+    1e-5. The adapters move the loss by far more than that, so the check is not empty."""
+    model = lora_model(tiny_model).float()
+    loss_peft, grads_peft = loss_and_grads(model, IDS, autocast=False)
+    with torch.no_grad(), model.disable_adapter():
+        assert abs(model(input_ids=IDS, labels=IDS).loss.item() - loss_peft) > 0.1
+    monkeypatch.setattr(adapters, "autocasting", lambda x: True)
+    layers = [m for m in model.modules() if type(m) is Linear]
+    with fast_adapters(model, autocast=True):
+        assert all(m.forward.__func__ is fused_forward for m in layers)
+        loss_fused, grads_fused = loss_and_grads(model, IDS, autocast=False)
+    assert all("forward" not in m.__dict__ for m in layers)  # PEFT's own forward is back
+    assert loss_fused == pytest.approx(loss_peft, rel=1e-5)
+    assert len(grads_fused) == len(grads_peft) == 2 * len(layers)
+    for name, g in grads_peft.items():
+        torch.testing.assert_close(grads_fused[name], g, rtol=1e-5,
+                                   atol=1e-5 * g.abs().max().item(), msg=name)
+
+
+def test_under_bf16_autocast_as_close_to_float32_as_peft(tiny_model):
+    """bf16 rounds both paths: the fused gradients are no further from the float32 ones
+    than PEFT's bf16 gradients are (1.5x margin; both about 5% on this tiny model)."""
+    model = lora_model(tiny_model)
+    loss_peft, grads_peft = loss_and_grads(model, IDS)
+    with fast_adapters(model, autocast=True):
+        loss_fused, grads_fused = loss_and_grads(model, IDS)
+    loss_32, grads_32 = loss_and_grads(copy.deepcopy(model).float(), IDS, autocast=False)
+
+    def error(grads):
+        return (sum((grads[n] - g).norm() ** 2 for n, g in grads_32.items()) ** 0.5
+                / sum(g.norm() ** 2 for g in grads_32.values()) ** 0.5).item()
+    assert grads_fused[next(iter(grads_fused))].dtype == torch.float32  # float32 masters
+    assert error(grads_fused) <= 1.5 * error(grads_peft)
+    assert abs(loss_fused - loss_32) <= 1.5 * abs(loss_peft - loss_32) + 1e-3
+
+
+def test_without_autocast_peft_runs_unchanged(tiny_model):
+    model = lora_model(tiny_model).float()
+    ids = torch.randint(0, 1000, (1, 20), generator=torch.Generator().manual_seed(1))
+    plain = model(input_ids=ids).logits
+    with fast_adapters(model, autocast=False):
+        assert all("forward" not in m.__dict__ for m in model.modules() if type(m) is Linear)
+        assert torch.equal(model(input_ids=ids).logits, plain)
