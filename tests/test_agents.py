@@ -20,7 +20,7 @@ from agentsft.agents import DialogAgent, FinetuneDialogAgent, Msg, Toolkit, Tool
 from agentsft.agents.toolkit import function_schema
 from agentsft.data.schema import ToolCall
 from agentsft.data.templates import HermesTemplate
-from agentsft.generate import Generation, Generator, load_generator
+from agentsft.generate import Generation, Generator, StopStrings, load_generator
 
 
 def forecast(city: str, days: int = 1, unit: Literal["C", "F"] = "C",
@@ -229,6 +229,21 @@ def test_converse_alternates_until_the_user_leaves(tokenizer):
 
 
 # --- real models ----------------------------------------------------------------------------
+
+
+def test_stop_strings_end_a_row_at_the_token_that_completes_one(tokenizer):
+    """The stop string in the prompt does not count; one split over several new tokens
+    counts from the token that completes it, and only for its own row."""
+    enc = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prompt = enc("<|im_start|>assistant\n</tool_call> is the end tag. ")
+    done, going = enc("Calling now </tool_call>"), enc("Calling now, nothing to see")
+    n = max(len(done), len(going))
+    done, going = done + enc(" x") * (n - len(done)), going + enc(" x") * (n - len(going))
+    stop = StopStrings(tokenizer, ("</tool_call>", "<|im_end|>"), len(prompt))
+    first = len(enc("Calling now </tool_call>"))
+    for step in range(1, n + 1):
+        ids = torch.tensor([prompt + done[:step], prompt + going[:step]])
+        assert stop(ids, None).tolist() == [step >= first, False], step
 
 
 def test_dialog_agent_on_a_real_model_answers_and_remembers(tiny_model):

@@ -106,6 +106,21 @@ def pending_stop_prefix(text: str, stops: tuple[str, ...]) -> int:
     return best
 
 
+class StopStrings(StoppingCriteria):
+    """Each row stops once its new text holds a stop string. Only the last few new tokens
+    are decoded each step (a stop string spans at most one token per character, plus the
+    bytes of a split character); transformers' own stop-string criterion scans the whole
+    vocabulary first, 0.3 s for the default model on every generate() call."""
+
+    def __init__(self, tokenizer: Any, stops: tuple[str, ...], prompt_width: int):
+        self.tokenizer, self.stops, self.width = tokenizer, stops, prompt_width
+        self.tail = max((len(s) for s in stops), default=0) + 4
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        tails = self.tokenizer.batch_decode(input_ids[:, max(self.width, input_ids.shape[1] - self.tail):])
+        return torch.tensor([any(s in t for s in self.stops) for t in tails], device=input_ids.device)
+
+
 class RowCaps(StoppingCriteria):
     """Each row of a batch stops at its own number of new tokens."""
 
@@ -184,14 +199,15 @@ class Generator:
                             device=self.model.device)
         kwargs: dict[str, Any] = dict(
             max_new_tokens=s.max_new_tokens, do_sample=s.temperature > 0, pad_token_id=pad,
-            eos_token_id=self.tokenizer.eos_token_id, stop_strings=list(self.stops),
-            tokenizer=self.tokenizer, attention_mask=mask, streamer=streamer)
+            eos_token_id=self.tokenizer.eos_token_id, attention_mask=mask, streamer=streamer)
         if s.temperature > 0:
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         else:  # greedy: no sampling knobs, so generate() does not warn about them
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        criteria: list[StoppingCriteria] = [StopStrings(self.tokenizer, self.stops, width)]
         if caps and min(caps) < s.max_new_tokens:  # a row at its cap is done, as at a stop
-            kwargs["stopping_criteria"] = StoppingCriteriaList([RowCaps(width, caps)])
+            criteria.append(RowCaps(width, caps))
+        kwargs["stopping_criteria"] = StoppingCriteriaList(criteria)
         was_training = self.model.training
         self.model.eval()
         try:

@@ -16,6 +16,7 @@ token-weighted validation loss and perplexity, and a stop on NaN loss.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -296,6 +297,24 @@ def precision_flags(cfg: Config, device: str) -> dict[str, bool]:
     if p == "fp16" and not device.startswith("cuda"):
         raise AgentsftError("training.precision fp16 needs a CUDA GPU. Fix: use bf16 or fp32")
     return {"bf16": p == "bf16", "fp16": p == "fp16"}
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep the memory a training step frees for the next step. By default it
+    hands large blocks back to the system as they are freed (and adapts only slowly), so
+    the next step faults the same gigabytes in again; writing to fresh pages costs about
+    1 s per GB on this machine's VM, and 1.8 GB came back in step 2 of a CPU LoRA run
+    (measured: the 4-step benchmark run went from 42.6 s to 37.6 s)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, ...): leave its allocator alone
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest: up to 32 MB from the heap
+    libc.mallopt(m_trim_threshold, 1 << 30)  # return the heap's top only past 1 GB free
+    libc.mallopt(m_top_pad, 64 << 20)
 
 
 def start_packing(model: Any, wanted: bool) -> tuple[bool, str | None]:
@@ -661,6 +680,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     say(f"data: {len(train_rows)} training examples ({trained} trained tokens), "
         f"{len(val_rows)} validation; template {template.name}, policy {cfg.data.policy}")
 
+    if device == "cpu":
+        keep_freed_memory()
     model = build_model(cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
