@@ -302,9 +302,10 @@ def precision_flags(cfg: Config, device: str) -> dict[str, bool]:
 def keep_freed_memory() -> None:
     """Let glibc keep the memory a training step frees for the next step. By default it
     hands large blocks back to the system as they are freed (and adapts only slowly), so
-    the next step faults the same gigabytes in again; writing to fresh pages costs about
-    1 s per GB on this machine's VM, and 1.8 GB came back in step 2 of a CPU LoRA run
-    (measured: the 4-step benchmark run went from 42.6 s to 37.6 s)."""
+    the next step faults the same memory in again, and writing to fresh pages costs about
+    1 s per GB on this machine's VM. Measured on a CPU LoRA run of the default model: step
+    2's page faults went from 432k (1.7 GB) to 185k; the 4-step run took 37.6 s against
+    42.6 s in one pair, but a third run took 43.2 s: within this machine's noise."""
     if not sys.platform.startswith("linux"):
         return
     try:
