@@ -59,6 +59,35 @@ def tiny_model(tokenizer, tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), tokenizer)
 
 
+def lora_model(folder: Path):
+    """The tiny model in bf16 with LoRA r4 on every linear layer; B and the norms' weights
+    made random, so the adapters and the norms' scales change every result."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:  # PEFT starts B at zero: the adapters would add nothing
+                torch.nn.init.normal_(p, std=0.5)
+            elif "norm" in name:  # the norms start at one
+                torch.nn.init.uniform_(p, 0.5, 1.5)
+    return model
+
+
+def loss_and_grads(model, ids, autocast: bool = True):
+    """Loss of ``ids`` as their own labels and the gradients of the trained parameters."""
+    import torch
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
 @pytest.fixture(scope="session")
 def tool_tokenizer(tokenizer):
     """The same tokenizer with a chat template that renders tools."""

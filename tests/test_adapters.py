@@ -7,31 +7,11 @@ import copy
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
+from conftest import lora_model, loss_and_grads
 from peft.tuners.lora import Linear
-from transformers import AutoModelForCausalLM
 
 from agentsft import adapters
 from agentsft.adapters import fast_adapters, fused_forward
-
-
-def lora_model(folder):
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                            task_type="CAUSAL_LM"))
-    for name, p in model.named_parameters():
-        if "lora_B" in name:  # PEFT starts B at zero: the adapters would add nothing
-            torch.nn.init.normal_(p, std=0.5)
-    return model
-
-
-def loss_and_grads(model, ids, autocast: bool = True):
-    model.zero_grad()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
-    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 IDS = torch.randint(0, 1000, (2, 40), generator=torch.Generator().manual_seed(0))

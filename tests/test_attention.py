@@ -55,3 +55,48 @@ def test_bf16_stays_within_bf16_rounding_of_float32():
 def test_heads_that_do_not_share_evenly_are_refused():
     with pytest.raises(ValueError, match="5 query heads"):
         causal_attention(torch.zeros(5, 4, 8), torch.zeros(2, 4, 8), torch.zeros(2, 4, 8))
+
+
+def test_a_packed_row_attends_within_each_segment():
+    """Three segments in one row: each gets causal SDPA of itself alone, outputs and
+    gradients to 1e-5 in float32, and nothing from its neighbours."""
+    from agentsft.attention import packed_causal_attention
+    bounds = [0, 5, 300, 321]
+    gen = torch.Generator().manual_seed(3)
+    q, grad = (torch.randn(6, 321, 16, generator=gen) for _ in range(2))
+    k, v = (torch.randn(2, 321, 16, generator=gen) for _ in range(2))
+    ours = outputs_and_grads(lambda q, k, v: packed_causal_attention(q, k, v, bounds),
+                             q, k, v, grad.transpose(0, 1))
+    assert ours[0].shape == (321, 6, 16)
+    for a, b in zip(bounds, bounds[1:]):
+        ref = outputs_and_grads(reference, q[:, a:b], k[:, a:b], v[:, a:b], grad[:, a:b])
+        got = (ours[0][a:b].transpose(0, 1), ours[1][:, a:b], ours[2][:, a:b], ours[3][:, a:b])
+        for name, x, y in zip(("output", "dq", "dk", "dv"), got, ref):
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5 * y.abs().max().item(),
+                                       msg=f"{name} of segment {a}:{b}")
+
+
+def test_bounds_that_do_not_cover_the_row_are_refused():
+    from agentsft.attention import packed_causal_attention
+    with pytest.raises(ValueError, match="do not split a row of 10 tokens"):
+        packed_causal_attention(torch.zeros(2, 10, 8), torch.zeros(2, 10, 8),
+                                torch.zeros(2, 10, 8), [0, 4, 9])
+
+
+@pytest.mark.parametrize("new", [1, 5])
+def test_cached_attention_matches_sdpa_with_a_padding_mask(new):
+    """Generation: a few new queries over a cache, rows left-padded (mask False there),
+    6 query heads sharing 2 key/value heads; float32 to 1e-5."""
+    from agentsft.attention import cached_attention
+    gen = torch.Generator().manual_seed(new)
+    q = torch.randn(3, 6, new, 16, generator=gen)
+    k, v = (torch.randn(3, 2, 40, 16, generator=gen) for _ in range(2))
+    mask = torch.ones(3, 1, new, 40, dtype=torch.bool)
+    mask[1, ..., :7] = False  # row 1 starts 7 positions in
+    mask[2, ..., :30] = False
+    causal = torch.ones(new, new, dtype=torch.bool).tril()
+    mask[..., 40 - new:] &= causal
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    ours = cached_attention(q, k, v, mask, 16 ** -0.5)
+    assert ours.shape == (3, new, 6, 16)
+    torch.testing.assert_close(ours.transpose(1, 2), ref, rtol=1e-5, atol=1e-5)

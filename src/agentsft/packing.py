@@ -25,11 +25,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from agentsft.attention import causal_attention
+from agentsft.attention import cached_attention, packed_causal_attention
 from agentsft.data.tokenize import IGNORE_INDEX
 
 ATTENTION = "agentsft_segments"
 """Name our attention function is registered under in transformers."""
+CACHED_QUERIES = 32
+"""Generation on CPU: up to this many new queries (one per row while decoding) attend
+through :func:`cached_attention`; longer prompts go through SDPA's causal kernel."""
 OWN_KERNEL = ("flash_attention_2", "flash_attention_3")
 """Implementations that handle packed rows themselves, with variable-length kernels."""
 
@@ -86,6 +89,13 @@ def segment_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
     """Causal attention within each example of a packed row; transformers' SDPA otherwise
     (padded batches, generation with a cache)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    if (query.device.type == "cpu" and not torch.is_grad_enabled() and not dropout
+            and query.shape[2] <= CACHED_QUERIES and query.shape[1] % key.shape[1] == 0
+            and (query.shape[2] == 1 if attention_mask is None else
+                 attention_mask.dtype == torch.bool and attention_mask.shape[1] == 1)):
+        mask = attention_mask[..., :key.shape[2]] if attention_mask is not None else None
+        scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+        return cached_attention(query, key, value, mask, scale), None
     if cu_seq_lens_q is None or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
@@ -94,9 +104,8 @@ def segment_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
     bounds = cu_seq_lens_q.tolist()
     if query.device.type == "cpu" and not dropout and torch.is_grad_enabled():
         # Training on CPU: our attention on bf16 matrix products (see attention.py).
-        out = [causal_attention(query[0, :, a:b], key[0, :, a:b], value[0, :, a:b], scaling)
-               for a, b in zip(bounds, bounds[1:])]
-        return torch.cat(out, dim=1).transpose(0, 1).unsqueeze(0).contiguous(), None
+        return packed_causal_attention(query.squeeze(0), key.squeeze(0), value.squeeze(0),
+                                       bounds, scaling).unsqueeze(0), None
     gqa = query.shape[1] != key.shape[1]
     out = [F.scaled_dot_product_attention(
         query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True, scale=scaling,

@@ -16,6 +16,7 @@ token-weighted validation loss and perplexity, and a stop on NaN loss.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import math
@@ -42,6 +43,7 @@ from agentsft.data.tokenize import IGNORE_INDEX, Example, encode_conversations
 from agentsft.errors import AgentsftError
 from agentsft.generate import Generator, Sampling
 from agentsft.files import atomic_file, replace_folder, write_text_atomically
+from agentsft.layers import fast_layers
 from agentsft.packing import (
     PackedCollator, PadCollator, packing_is_exact, trained_logits, use_segment_attention,
 )
@@ -714,7 +716,9 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
                                 f"Fix: choose another --output") from None
         config_mod.save(cfg, run.config)
     began = time.perf_counter()
-    with fast_adapters(model, args.bf16 or args.fp16):
+    autocast = torch.bfloat16 if args.bf16 else (torch.float16 if args.fp16 else None)
+    layers = fast_layers(model, autocast) if device == "cpu" else contextlib.nullcontext()
+    with fast_adapters(model, autocast is not None), layers:
         result = trainer.train(resume_from_checkpoint=str(start) if start else None)
         if val_rows and not t.eval_every:
             trainer.evaluate()  # eval_every 0: validate once, at the end
