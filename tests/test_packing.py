@@ -112,3 +112,16 @@ def test_segment_attention_is_used_and_restored(model):
     packed, restore = start_packing(model, True)
     assert packed and restore == "sdpa" and model.config._attn_implementation == ATTENTION
     assert start_packing(model, False) == (False, None)
+
+
+def test_packing_stays_on_for_a_bf16_model(tiny_model):
+    """CPU LoRA training keeps the frozen model in bf16: the packing check must pass
+    there too (it once went through the decoding attention, whose bf16 scores failed it,
+    and training silently fell back to padded batches at a third of the speed)."""
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16)
+    with torch.no_grad():  # attention scores in the tens, as in trained models
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(8)
+    packed, _ = start_packing(model, True)
+    assert packed

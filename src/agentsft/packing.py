@@ -31,8 +31,8 @@ from agentsft.data.tokenize import IGNORE_INDEX
 ATTENTION = "agentsft_segments"
 """Name our attention function is registered under in transformers."""
 CACHED_QUERIES = 32
-"""Generation on CPU: up to this many new queries (one per row while decoding) attend
-through :func:`cached_attention`; longer prompts go through SDPA's causal kernel."""
+"""Generation on CPU: up to this many new queries over a cache (one per row while
+decoding) attend through :func:`cached_attention`; prompts go through SDPA's kernel."""
 OWN_KERNEL = ("flash_attention_2", "flash_attention_3")
 """Implementations that handle packed rows themselves, with variable-length kernels."""
 
@@ -90,7 +90,8 @@ def segment_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
     (padded batches, generation with a cache)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     if (query.device.type == "cpu" and not torch.is_grad_enabled() and not dropout
-            and query.shape[2] <= CACHED_QUERIES and query.shape[1] % key.shape[1] == 0
+            and query.shape[2] <= CACHED_QUERIES and query.shape[2] < key.shape[2]
+            and query.shape[1] % key.shape[1] == 0
             and (query.shape[2] == 1 if attention_mask is None else
                  attention_mask.dtype == torch.bool and attention_mask.shape[1] == 1)):
         mask = attention_mask[..., :key.shape[2]] if attention_mask is not None else None
