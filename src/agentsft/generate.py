@@ -9,7 +9,9 @@ prompt is exactly the prefix the model was trained after.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,10 +20,15 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from agentsft.caches import (
+    SHARED_PREFIX, common_prefix, layer_tensors, left_padded_cache, new_cache, prefix_plan,
+    tokens_to_read,
+)
 from agentsft.config import DEFAULT_MODEL, ModelOptions
 from agentsft.data.schema import Conversation
 from agentsft.data.templates import AgentTemplate, get_template
 from agentsft.errors import AgentsftError
+from agentsft.packing import use_segment_attention
 from agentsft.models import (
     RUN_FILE, fast_bf16, load_model, load_tokenizer, resolve_device, trained_folder,
 )
@@ -137,6 +144,7 @@ class Generator:
     tokenizer: Any
     template: AgentTemplate
     extra_stops: tuple[str, ...] = field(default_factory=tuple)
+    _plain: bool | None = field(default=None, init=False, repr=False)
 
     @property
     def stops(self) -> tuple[str, ...]:
@@ -165,38 +173,108 @@ class Generator:
     def complete_batch(self, prompts: list[str], sampling: Sampling | None = None,
                        batch_size: int = 8, progress: str | None = None,
                        limits: list[int] | None = None) -> list[Generation]:
-        """Continue every prompt, ``batch_size`` at a time (left-padded; prompts of similar
-        length batched together), in the order given; ``progress`` labels a progress bar.
-        ``limits`` caps each prompt's new tokens below ``sampling.max_new_tokens``; each
-        output is cut at its own cap, so results do not depend on how prompts were batched."""
+        """Continue every prompt, ``batch_size`` at a time (left-padded), in the order
+        given; ``progress`` labels a progress bar. ``limits`` caps each prompt's new tokens
+        below ``sampling.max_new_tokens``; each output is cut at its own cap, so results do
+        not depend on how prompts were batched.
+
+        Where prompts are prefixes of one another (the steps of one conversation, in
+        stepwise evaluation) and that is at least a quarter of their tokens, each longest
+        prompt is read once and the others start from its key/value cache."""
         from tqdm.auto import tqdm
         s = sampling or Sampling()
         caps = [min(s.max_new_tokens, n) for n in limits] if limits else [s.max_new_tokens] * len(prompts)
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        rows = [self.encode(p) for p in prompts]
+        plan = prefix_plan(rows) if self.caches_are_plain() else None
+        if plan is not None and tokens_to_read(rows, plan) > 0.75 * sum(map(len, rows)):
+            plan = None  # too little shared to be worth reading prompts one by one
+        if plan is not None:
+            order = sorted(range(len(rows)), key=lambda i: (rows[plan[i][0]], len(rows[i])))
+        else:
+            order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         out: list[Generation | None] = [None] * len(prompts)
+        read: dict[int, Any] = {}  # donor -> its key/value cache, while batches need it
+        last = None  # the donor read last: the next one starts from it where they agree
         with tqdm(total=len(prompts), desc=progress, unit="prompt", disable=progress is None,
                   dynamic_ncols=True) as bar:
             for at in range(0, len(order), batch_size):
                 chunk = order[at:at + batch_size]
                 batch = Sampling(max(caps[i] for i in chunk), s.temperature, s.top_p)
-                gens = self.generate([prompts[i] for i in chunk], batch, caps=[caps[i] for i in chunk])
+                prefixes = None
+                if plan is not None:
+                    read = {d: read[d] for d in read if d in {plan[i][0] for i in chunk}}
+                    for d in sorted({plan[i][0] for i in chunk} - read.keys(), key=rows.__getitem__):
+                        read[d] = self.read_prompt(rows[d], last)
+                        last = (rows[d], read[d])
+                    prefixes = [(read[plan[i][0]], plan[i][1]) for i in chunk]
+                gens = self.generate_rows([rows[i] for i in chunk], batch,
+                                          caps=[caps[i] for i in chunk], prefixes=prefixes)
                 for i, gen in zip(chunk, gens):
                     out[i] = gen
                 bar.update(len(chunk))
         return out  # type: ignore[return-value]
 
+    def encode(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
     def generate(self, prompts: list[str], sampling: Sampling | None = None,
                  streamer: BaseStreamer | None = None, caps: list[int] | None = None
                  ) -> list[Generation]:
-        """One batch through ``model.generate``: left padding, greedy unless sampling says
-        otherwise, each text cut at its first stop string (and at its cap of new tokens)."""
+        """One batch of prompts through ``model.generate`` (see :meth:`generate_rows`)."""
+        return self.generate_rows([self.encode(p) for p in prompts], sampling, streamer, caps)
+
+    @torch.no_grad()
+    def read_prompt(self, row: list[int], after: tuple[list[int], Any] | None = None
+                    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values of every layer for ``row``, each (1, kv_heads, len, head_dim);
+        ``after``: another row and its cache, whose common start is taken from it."""
+        start = common_prefix(after[0], row) if after is not None else 0
+        start = min(start, len(row) - 1) if start >= SHARED_PREFIX else 0
+        cache = new_cache([(k[:, :, :start], v[:, :, :start]) for k, v in after[1]]
+                              if start else None)
+        with self.eval_mode():
+            self.model(input_ids=torch.tensor([row[start:]], device=self.model.device),
+                       past_key_values=cache, use_cache=True)
+        return layer_tensors(cache)
+
+    def caches_are_plain(self) -> bool:
+        """Whether the model's cache keeps every position of every layer (no sliding
+        windows, no other state), so a prompt's cache is the start of a longer one's."""
+        if self._plain is None:
+            from transformers.cache_utils import DynamicLayer
+            try:
+                with torch.no_grad(), self.eval_mode():
+                    cache = self.model(input_ids=torch.tensor([[self.tokenizer.eos_token_id or 0]],
+                                                              device=self.model.device),
+                                       use_cache=True).past_key_values
+                self._plain = all(type(layer) is DynamicLayer for layer in cache.layers)
+            except (AttributeError, TypeError, ValueError):  # an older cache, or none
+                self._plain = False
+        return self._plain
+
+    @contextlib.contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
+    def generate_rows(self, rows: list[list[int]], sampling: Sampling | None = None,
+                      streamer: BaseStreamer | None = None, caps: list[int] | None = None,
+                      prefixes: list[tuple[Any, int]] | None = None) -> list[Generation]:
+        """One batch of token rows through ``model.generate``: left padding, greedy unless
+        sampling says otherwise, each text cut at its first stop string (and at its cap of
+        new tokens). ``prefixes``: per row, (cache, n): a prompt's cache (:meth:`read_prompt`)
+        whose first n positions are the row's first n tokens; the batch's cache covers as
+        many positions as every row has there, and the rest is read as usual."""
         s = sampling or Sampling()
-        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.model.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows],
-                            device=self.model.device)
+        device = self.model.device
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
         kwargs: dict[str, Any] = dict(
             max_new_tokens=s.max_new_tokens, do_sample=s.temperature > 0, pad_token_id=pad,
             eos_token_id=self.tokenizer.eos_token_id, attention_mask=mask, streamer=streamer)
@@ -204,17 +282,17 @@ class Generator:
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         else:  # greedy: no sampling knobs, so generate() does not warn about them
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if prefixes is not None:
+            starts = [width - len(r) for r in rows]
+            cached = min(start + n for start, (_, n) in zip(starts, prefixes))
+            if cached > max(starts):
+                kwargs["past_key_values"] = left_padded_cache([c for c, _ in prefixes], starts, cached)
         criteria: list[StoppingCriteria] = [StopStrings(self.tokenizer, self.stops, width)]
         if caps and min(caps) < s.max_new_tokens:  # a row at its cap is done, as at a stop
             criteria.append(RowCaps(width, caps))
         kwargs["stopping_criteria"] = StoppingCriteriaList(criteria)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                out = self.model.generate(ids, **kwargs)
-        finally:
-            self.model.train(was_training)
+        with torch.no_grad(), self.eval_mode():
+            out = self.model.generate(ids, **kwargs)
         caps = caps or [s.max_new_tokens] * len(rows)
         return [self.cut(row[width:width + cap]) for row, cap in zip(out, caps)]
 
@@ -270,5 +348,7 @@ def load_generator(model: str | None = None, adapter: str | Path | None = None,
             net = net.merge_and_unload()
             if fast_bf16(device):
                 net = net.to(torch.bfloat16)
+    if device == "cpu":  # decoding attends through bf16 products (see cached_attention)
+        use_segment_attention(net)
     name = template or info.get("template") or "auto"
     return Generator(net, tokenizer, get_template(name, tokenizer))

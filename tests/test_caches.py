@@ -1,0 +1,79 @@
+"""Prompts that start alike are read once: which rows share, how much, and that the
+answers do not change."""
+
+from __future__ import annotations
+
+import torch
+from agentsft import caches
+from agentsft.caches import prefix_plan, tokens_to_read
+from agentsft.data.templates import get_template
+from agentsft.generate import Generator, Sampling
+from agentsft.packing import use_segment_attention
+
+SYSTEM = list(range(1000, 1100))  # a 100-token system turn every conversation shares
+
+
+def test_the_steps_of_a_conversation_start_from_its_last_step():
+    step1 = SYSTEM + list(range(1, 21))
+    step2 = SYSTEM + list(range(1, 20)) + [99] + list(range(30, 50))  # step 1's last token
+    other = SYSTEM + [8] * 20                                         # merged with what followed
+    short = [5, 6, 7]
+    rows = [step1, step2, other, short]
+    plan = prefix_plan(rows)
+    assert plan[0] == (1, 119)  # step 1 takes all but its last token from step 2's cache
+    assert plan[1] == (1, 139)  # a donor: all but its last token
+    assert plan[2] == (2, 119)  # shares the system turn only: a donor itself
+    assert plan[3] == (3, 2)
+    # One token of each row past its cache, then the donors: `short` and step 2 whole,
+    # `other` past the 100-token system turn it shares with step 2 (read just before it).
+    assert tokens_to_read(rows, plan) == 4 + 3 + 140 + 20
+
+
+def test_rows_sharing_less_than_the_minimum_keep_their_own_cache():
+    a, b = [1] * 10 + [2], [1] * 10 + [3]
+    assert prefix_plan([a, b]) == [(0, 10), (1, 10)]
+    assert caches.SHARED_PREFIX > 10
+
+
+def tiny_generator(tiny_model, tokenizer, ours: bool) -> Generator:
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    if ours:
+        use_segment_attention(model)  # decoding through cached_attention, as load_generator does
+    return Generator(model, tokenizer, get_template("hermes", tokenizer))
+
+
+def conversation_prompts(tokenizer) -> list[str]:
+    """Two conversations of three steps sharing a system turn, and one unrelated prompt."""
+    system = "You are a careful assistant. " * 20
+    prompts = []
+    for topic in ("weather in Oslo", "the sum of 2 and 3"):
+        history = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\nTell me {topic}.<|im_end|>\n"
+        for turn in range(3):
+            prompts.append(history + "<|im_start|>assistant\n")
+            history += f"<|im_start|>assistant\nStep {turn} of {topic}.<|im_end|>\n" \
+                       f"<|im_start|>user\nAnd then?<|im_end|>\n"
+    return prompts + ["<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"]
+
+
+def test_shared_prompts_get_the_answers_they_get_alone(tiny_model, tokenizer, monkeypatch):
+    """Float32: batched with shared prefixes, the same greedy text as one prompt at a
+    time, with SDPA and with our decoding attention; and far fewer tokens are read."""
+    prompts = conversation_prompts(tokenizer)
+    for ours in (False, True):
+        gen = tiny_generator(tiny_model, tokenizer, ours)
+        read = []
+        original = Generator.read_prompt
+
+        def counting(self, row, after=None):
+            read.append(len(row) - (caches.common_prefix(after[0], row) if after else 0))
+            return original(self, row, after)
+        monkeypatch.setattr(Generator, "read_prompt", counting)
+        sampling = Sampling(max_new_tokens=10)
+        batched = gen.complete_batch(prompts, sampling, batch_size=4)
+        monkeypatch.setattr(Generator, "read_prompt", original)
+        alone = [gen.complete(p, sampling) for p in prompts]
+        assert [b.text for b in batched] == [a.text for a in alone]
+        rows = [gen.encode(p) for p in prompts]
+        assert len(read) == 3  # the two last steps and the unrelated prompt
+        assert sum(read) < 0.5 * sum(map(len, rows))
