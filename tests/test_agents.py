@@ -322,3 +322,37 @@ def test_chat_cli_prompt_json_and_interactive(tiny_model):
     assert talk.stdout.count("assistant> ") == 1
     bad = run_cli(*base, "--adapter", str(ROOT / "examples"), "--prompt", "x")
     assert bad.returncode == 2 and "holds no trained adapter" in bad.stderr
+
+
+def test_interactive_chat_prompts_while_the_model_loads(monkeypatch, capsys):
+    """The prompt comes up while the agent is still being built on another thread; an
+    error from building (a bad adapter, say) still reaches the CLI's one-line report.
+    And the chat module itself does not import torch (about 5 s here)."""
+    import subprocess
+    import sys
+    import threading
+    from types import SimpleNamespace
+
+    from agentsft import chat
+    from agentsft.errors import AgentsftError
+    building = threading.Event()
+    prompted_while_building = []
+
+    def slow_build(args):
+        building.wait(10)
+        raise AgentsftError("the adapter folder x holds no trained adapter. Fix: ...")
+
+    def fake_input(prompt):
+        prompted_while_building.append(not building.is_set())
+        building.set()
+        return "hello"
+    monkeypatch.setattr(chat, "build_agent", slow_build)
+    monkeypatch.setattr("builtins.input", fake_input)
+    args = SimpleNamespace(prompt=None, model=None, adapter=None, tools=None)
+    with pytest.raises(AgentsftError, match="holds no trained adapter"):
+        chat.run_chat(args)
+    assert prompted_while_building == [True]
+    assert "Type exit to leave" in capsys.readouterr().out
+    light = subprocess.run([sys.executable, "-c", "import sys, agentsft.chat, agentsft.cli; "
+                            "print('torch' in sys.modules)"], capture_output=True, text=True)
+    assert light.stdout.strip() == "False", light.stderr

@@ -3,16 +3,21 @@
 Streams the reply as it is written; tool calls and their results are shown on
 their own lines; ``exit`` (or end of input) leaves, ``/reset`` clears memory.
 ``--prompt`` answers once and prints only the reply (``--json``: with the calls).
+
+Interactively the prompt comes up at once and the model loads while you type: importing
+torch and transformers alone takes about 5 s on a 2-core laptop CPU, and loading the
+default model about 1 s more, which would otherwise all come before the first word.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+import threading
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from agentsft.agents import DialogAgent, Toolkit, ToolAgent, UserAgent
-from agentsft.generate import load_generator, pending_stop_prefix
+if TYPE_CHECKING:  # torch and transformers load in the background (see run_chat)
+    from agentsft.agents import DialogAgent
 
 CYAN, DIM, BOLD, RESET = "\x1b[36m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
 
@@ -30,6 +35,8 @@ class ReplyStream:
     """Shows a streamed reply up to where its tool calls begin (those are shown as events)."""
 
     def __init__(self, paint: Painter, marker: str):
+        from agentsft.generate import pending_stop_prefix
+        self.pending = pending_stop_prefix
         self.paint, self.marker = paint, marker
         self.text, self.shown, self.stopped = "", 0, False
 
@@ -41,13 +48,15 @@ class ReplyStream:
         if self.marker and self.marker in visible:
             visible, self.stopped = visible.split(self.marker, 1)[0].rstrip(), True
         elif self.marker:
-            visible = visible[:len(visible) - pending_stop_prefix(visible, (self.marker,))]
+            visible = visible[:len(visible) - self.pending(visible, (self.marker,))]
         if len(visible) > self.shown:
             self.paint(visible[self.shown:])
             self.shown = len(visible)
 
 
 def build_agent(args) -> DialogAgent:
+    from agentsft.agents import DialogAgent, Toolkit, ToolAgent
+    from agentsft.generate import load_generator
     generator = load_generator(args.model, args.adapter, args.device)
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     if args.tools:
@@ -61,27 +70,65 @@ def describe(call: Any) -> str:
     return f"{call.name}({json.dumps(call.arguments, ensure_ascii=False)})"
 
 
+class Loading:
+    """Builds the agent on a background thread; :meth:`result` waits for it (and raises
+    what building raised, so a bad flag still ends in one clean line)."""
+
+    def __init__(self, build: Callable[[], Any]):
+        self.agent: Any = None
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.agent = build()
+            except BaseException as e:  # handed to the main thread
+                self.error = e
+        self.thread = threading.Thread(target=run, daemon=True, name="agentsft-load")
+        self.thread.start()
+
+    def result(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.agent
+
+
+def read_message(prompt: str = "you> ") -> str | None:
+    """The user's next message; None when they leave (exit, quit, end of input)."""
+    try:
+        text = input(prompt)
+    except (EOFError, KeyboardInterrupt):
+        return None
+    return None if text.strip().lower() in ("exit", "quit") else text
+
+
 def run_chat(args) -> int:
-    agent = build_agent(args)
     if args.prompt is not None:
-        return answer_once(agent, args.prompt, args.json)
+        return answer_once(build_agent(args), args.prompt, args.json)
+    loading = Loading(lambda: build_agent(args))
     paint = Painter(sys.stdout, sys.stdout.isatty())
-    g = agent.generator
-    tools = ", ".join(t.name for t in agent.tools or ()) or "none"
-    paint(f"agentsft chat · template {g.template.name} · tools: {tools}\n"
+    paint(f"agentsft chat · {args.adapter or args.model or 'the default model'} · "
+          f"tools: {args.tools or 'none'}\n"
           f"Type exit to leave, /reset to clear the conversation.\n", DIM)
-    user = UserAgent(prompt="you> ")
+    agent = None
     while True:
-        msg = user()
-        if msg is None:
+        text = read_message()
+        if text is None:
             paint("\n")
             return 0
-        if msg.content.strip() == "/reset":
+        if not text.strip():
+            continue
+        if agent is None:
+            if loading.thread.is_alive():
+                paint("(loading the model…)\n", DIM)
+            agent = loading.result()
+        if text.strip() == "/reset":
             agent.reset()
             paint("(conversation cleared)\n", DIM)
             continue
-        if not msg.content.strip():
-            continue
+        from agentsft.agents import Msg, ToolAgent
+        msg = Msg("user", text, name="User")
+        g = agent.generator
         paint("assistant> ", BOLD)
         stream = ReplyStream(paint, g.template.call_marker)
 
@@ -109,6 +156,7 @@ def run_chat(args) -> int:
 
 
 def answer_once(agent: DialogAgent, prompt: str, as_json: bool) -> int:
+    from agentsft.agents import ToolAgent
     events: list[dict[str, Any]] = []
 
     def on_event(kind: str, payload: Any) -> None:

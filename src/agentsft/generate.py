@@ -172,7 +172,8 @@ class Generator:
 
     def complete_batch(self, prompts: list[str], sampling: Sampling | None = None,
                        batch_size: int = 8, progress: str | None = None,
-                       limits: list[int] | None = None) -> list[Generation]:
+                       limits: list[int] | None = None, share_prefixes: bool = True
+                       ) -> list[Generation]:
         """Continue every prompt, ``batch_size`` at a time (left-padded), in the order
         given; ``progress`` labels a progress bar. ``limits`` caps each prompt's new tokens
         below ``sampling.max_new_tokens``; each output is cut at its own cap, so results do
@@ -180,12 +181,13 @@ class Generator:
 
         Where prompts are prefixes of one another (the steps of one conversation, in
         stepwise evaluation) and that is at least a quarter of their tokens, each longest
-        prompt is read once and the others start from its key/value cache."""
+        prompt is read once and the others start from its key/value cache (unless
+        ``share_prefixes`` is False)."""
         from tqdm.auto import tqdm
         s = sampling or Sampling()
         caps = [min(s.max_new_tokens, n) for n in limits] if limits else [s.max_new_tokens] * len(prompts)
         rows = [self.encode(p) for p in prompts]
-        plan = prefix_plan(rows) if self.caches_are_plain() else None
+        plan = prefix_plan(rows) if share_prefixes and self.caches_are_plain() else None
         if plan is not None and tokens_to_read(rows, plan) > 0.75 * sum(map(len, rows)):
             plan = None  # too little shared to be worth reading prompts one by one
         if plan is not None:
