@@ -3,9 +3,9 @@
 transformers' Llama-family RMSNorm runs six element-wise passes forward (a float32 copy
 of its input, its square, the scaling, the cast back, the weight) and keeps the float32
 copy for the backward pass; the MLP's ``silu(gate) * up`` keeps ``silu(gate)`` besides
-both inputs. In a profiled CPU LoRA step of the default model these passes and saves
-were about 1.5 s of element-wise work in the first step, whose fresh activation memory
-is slow to touch on this machine, and 0.5 s in later ones. Here each function:
+both inputs. In CPU LoRA steps of the default model (3,314 tokens, each op timed) the
+float32 copies, squares and SiLU took 2.4 s in the first step, whose fresh activation
+memory is slow to touch on this machine, and 0.3 s in the third. Here each function:
 
 - works through its rows in blocks small enough to stay in cache, in float32, writing
   the result in the input's dtype (the same values as transformers' modules);
@@ -14,7 +14,9 @@ is slow to touch on this machine, and 0.5 s in later ones. Here each function:
 
 :func:`fast_layers` swaps them into a model's modules after checking, on a random
 input, that each module computes exactly this (Gemma's ``1 + weight`` norm, say, does
-not, and keeps its own forward).
+not, and keeps its own forward). Measured, 4 steps on one batch in a fresh process, three
+processes each way: first step 11.9-14.2 s against 15.0-16.1 s, peak memory 3.70 against
+4.28 GB, later steps median 8.4 against 9.1 s.
 """
 
 from __future__ import annotations
