@@ -37,16 +37,13 @@ def left_padded_cache(prefixes: list[list[tuple[torch.Tensor, torch.Tensor]]],
     """A batch's cache of ``width`` positions: row i's prompt starts at ``starts[i]``
     (left padding) and the cache holds its positions up to ``width``, taken from
     ``prefixes[i]`` (zeros in the padding, which the attention mask hides)."""
-    layers = []
-    for layer in range(len(prefixes[0])):
-        k0, v0 = prefixes[0][layer]
-        keys = k0.new_zeros(len(prefixes), k0.shape[1], width, k0.shape[3])
-        values = v0.new_zeros(len(prefixes), v0.shape[1], width, v0.shape[3])
+    def stacked(layer: int, j: int) -> torch.Tensor:  # j: 0 keys, 1 values
+        first = prefixes[0][layer][j]
+        out = first.new_zeros(len(prefixes), first.shape[1], width, first.shape[3])
         for i, (prefix, start) in enumerate(zip(prefixes, starts)):
-            keys[i, :, start:] = prefix[layer][0][0, :, :width - start]
-            values[i, :, start:] = prefix[layer][1][0, :, :width - start]
-        layers.append((keys, values))
-    return new_cache(layers)
+            out[i, :, start:] = prefix[layer][j][0, :, :width - start]
+        return out
+    return new_cache([(stacked(layer, 0), stacked(layer, 1)) for layer in range(len(prefixes[0]))])
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -56,6 +53,14 @@ def common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def reused(previous: list[int], row: list[int]) -> int:
+    """How many leading tokens of ``row`` are taken from the cache of ``previous`` when
+    it is read right after it: their common start if at least ``SHARED_PREFIX`` tokens
+    (never the row's last token), else none."""
+    shared = min(common_prefix(previous, row), len(row) - 1)
+    return shared if shared >= SHARED_PREFIX else 0
 
 
 def prefix_plan(rows: list[list[int]]) -> list[tuple[int, int]]:
@@ -81,7 +86,6 @@ def tokens_to_read(rows: list[list[int]], plan: list[tuple[int, int]]) -> int:
     total = sum(len(r) - n for r, (_, n) in zip(rows, plan))
     previous: list[int] = []
     for d in donors:
-        shared = common_prefix(previous, rows[d])
-        total += len(rows[d]) - (shared if shared >= SHARED_PREFIX else 0)
+        total += len(rows[d]) - reused(previous, rows[d])
         previous = rows[d]
     return total

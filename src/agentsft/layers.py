@@ -41,8 +41,8 @@ class RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        out = torch.empty(flat.shape, dtype=torch.promote_types(weight.dtype, x.dtype))
-        scale = torch.empty(flat.shape[0], 1, dtype=torch.float32)
+        out = x.new_empty(flat.shape, dtype=torch.promote_types(weight.dtype, x.dtype))
+        scale = x.new_empty(flat.shape[0], 1, dtype=torch.float32)
         step = row_blocks(*flat.shape).step
         for a in row_blocks(*flat.shape):
             h = flat[a:a + step].float()

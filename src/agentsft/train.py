@@ -16,7 +16,6 @@ token-weighted validation loss and perplexity, and a stop on NaN loss.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import math
@@ -717,8 +716,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         config_mod.save(cfg, run.config)
     began = time.perf_counter()
     autocast = torch.bfloat16 if args.bf16 else (torch.float16 if args.fp16 else None)
-    layers = fast_layers(model, autocast) if device == "cpu" else contextlib.nullcontext()
-    with fast_adapters(model, autocast is not None), layers:
+    with fast_adapters(model, autocast is not None), fast_layers(model, autocast):
         result = trainer.train(resume_from_checkpoint=str(start) if start else None)
         if val_rows and not t.eval_every:
             trainer.evaluate()  # eval_every 0: validate once, at the end
