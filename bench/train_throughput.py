@@ -65,7 +65,8 @@ def main() -> None:
     row = {
         "model": args.model, "data": args.data, "method": args.method,
         "precision": args.precision, "batch_size": args.batch_size, "steps": result.steps,
-        "tokens": result.tokens, "seconds": round(result.seconds, 2),
+        "batches": "packed" if result.packed else "padded", "tokens": result.tokens,
+        "seconds": round(result.seconds, 2),
         "tokens_per_s": round(result.steady_tokens_per_s or result.tokens_per_s, 1),
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu",

@@ -102,6 +102,10 @@ def test_values_are_converted_or_rejected_with_the_key():
         config.load(overrides=["training.batch_size=four"])
     with pytest.raises(ConfigError, match=r"'training.gradient_checkpointing': 'maybe' is not true/false"):
         config.load(overrides=["training.gradient_checkpointing=maybe"])
+    assert config.load(overrides=["training.packing=off"]).training.packing is False
+    assert config.load().training.packing == "auto"
+    with pytest.raises(ConfigError, match=r"'training.packing': 'sometimes' is not auto, true or false"):
+        config.load(overrides=["training.packing=sometimes"])
     with pytest.raises(ConfigError, match=r"'training.method': 'dora' is not one of lora, qlora, full"):
         config.load(overrides=["training.method=dora"])
     with pytest.raises(ConfigError, match=r"'lora.dropout': must be in \[0, 1\)"):

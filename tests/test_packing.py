@@ -108,10 +108,35 @@ def test_a_model_that_mixes_packed_examples_trains_padded(model, capsys):
     assert "padded batches instead" in capsys.readouterr().err + capsys.readouterr().out
 
 
+def rounds_by_row_length(module, query, key, value, attention_mask, scaling=None, **kw):
+    """Correct attention within each example whose output rounds differently with the
+    row's length, as GPU products of other shapes do (seen in bf16 on a 4-bit 7B shape)."""
+    from agentsft.packing import segment_sdpa
+    out, _ = segment_sdpa(module, query, key, value, attention_mask, scaling=scaling, **kw)
+    return out * (1 + 0.01 * query.shape[2]), None
+
+
+def test_rounding_that_depends_on_the_shape_keeps_packing_on(model):
+    AttentionInterface.register("rounds_for_test", rounds_by_row_length)
+    model.set_attn_implementation("rounds_for_test")
+    assert packing_is_exact(model)
+    AttentionInterface.register("leaky_for_test", leaky_attention)
+    model.set_attn_implementation("leaky_for_test")
+    assert not packing_is_exact(model)
+
+
 def test_segment_attention_is_used_and_restored(model):
     packed, restore = start_packing(model, True)
     assert packed and restore == "sdpa" and model.config._attn_implementation == ATTENTION
     assert start_packing(model, False) == (False, None)
+
+
+def test_auto_packs_on_cpu_and_pads_on_a_gpu_without_flash_attention(model, capsys):
+    assert start_packing(model, "auto", "cpu")[0]
+    model.set_attn_implementation("sdpa")
+    assert start_packing(model, "auto", "cuda:0") == (False, None)
+    assert "batches: padded" in capsys.readouterr().err
+    assert start_packing(model, True, "cuda:0")[0]  # asked for: packed there too
 
 
 def test_packing_stays_on_for_a_bf16_model(tiny_model):

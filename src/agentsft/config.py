@@ -172,10 +172,12 @@ class TrainingOptions:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     """Gradient clipping; 0 disables it."""
-    packing: bool = True
+    packing: bool | str = "auto"
     """Padding-free batches: each batch's examples concatenated into one row, attention
     kept within each example (checked before training; padded batches where the model
-    cannot). Same loss and gradients as padded batches, without the padding's work."""
+    cannot). Same loss and gradients as padded batches, without the padding's work.
+    ``auto``: packed, except on a CUDA GPU without FlashAttention, where padded batches
+    were faster (``bench/RESULTS.md``); ``true`` packs there too."""
     group_by_length: bool = False
     """With padded batches (``packing: false``), batch examples of similar length together:
     far less padding when lengths vary, in a shuffled but different order."""
@@ -201,6 +203,9 @@ class TrainingOptions:
         choose("training.scheduler", self.scheduler, ("cosine", "linear", "constant"))
         choose("training.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         choose("training.best_metric", self.best_metric, ("ppl", "loss"))
+        if isinstance(self.packing, str) and self.packing != "auto":
+            fail("training.packing", f"{self.packing!r} is not auto, true or false",
+                 "use one of those")
         for key in ("batch_size", "gradient_accumulation", "log_every", "save_every", "keep_last"):
             if getattr(self, key) < 1:
                 fail(f"training.{key}", f"must be at least 1, got {getattr(self, key)}", "use 1 or more")

@@ -212,7 +212,6 @@ def load_model(opts: ModelOptions, quant: QuantizationOptions | None = None,
                dtype: str | None = None) -> Any:
     """A causal LM on its device. ``dtype`` overrides ``opts.dtype`` (``auto``: bf16 where
     the hardware runs it fast, else float32)."""
-    import torch
     from transformers import AutoModelForCausalLM
     quiet_loading()
     device = resolve_device(opts.device)

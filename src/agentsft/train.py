@@ -44,7 +44,8 @@ from agentsft.generate import Generator, Sampling
 from agentsft.files import atomic_file, replace_folder, write_text_atomically
 from agentsft.layers import fast_layers
 from agentsft.packing import (
-    PackedCollator, PadCollator, packing_is_exact, trained_logits, use_segment_attention,
+    OWN_KERNEL, PackedCollator, PadCollator, packing_is_exact, trained_logits,
+    use_segment_attention,
 )
 from agentsft.models import (
     RUN_FILE, context_length, fast_bf16, load_model, load_tokenizer, quiet_loading, resolve_device,
@@ -73,6 +74,8 @@ class TrainResult:
     tokenizer: Any = None
     template: Any = None
     """The agent template trained with: inference must use the same one."""
+    packed: bool = False
+    """Whether batches were padding-free rows (``training.packing``) or padded."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -267,8 +270,9 @@ def build_model(cfg: Config) -> Any:
         return model
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
     if quant is not None:
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
+        # Checkpointing is the Trainer's (non-reentrant, from training_arguments); PEFT's
+        # would enable it a second time, through a call transformers 5 deprecates.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if cfg.training.adapter:
         folder = adapter_folder(cfg.training.adapter)
         say(f"continuing the adapter in {folder}")
@@ -319,10 +323,18 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_top_pad, 64 << 20)
 
 
-def start_packing(model: Any, wanted: bool) -> tuple[bool, str | None]:
+def start_packing(model: Any, wanted: bool | str, device: str = "cpu"
+                  ) -> tuple[bool, str | None]:
     """Padding-free batches where the model keeps packed examples apart (checked on two
     short examples); else padded batches, said once. Returns (packed, implementation to
     restore after training)."""
+    if wanted == "auto" and device.startswith("cuda"):
+        wanted = getattr(model.config, "_attn_implementation", None) in OWN_KERNEL
+        if not wanted:
+            # QLoRA of a 7B-shaped Llama on an H100, 200 steps of batch 4: 1,340 tokens/s
+            # packed (per-example SDPA) against 2,028 padded (bench/gpu_qlora.py).
+            say("batches: padded (on a GPU without FlashAttention they were faster than "
+                "packed rows; training.packing=true packs anyway)")
     if not wanted:
         return False, None
     restore = use_segment_attention(model)
@@ -689,7 +701,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     total = sum(p.numel() for p in model.parameters())
     say(f"model: {cfg.model.name} ({cfg.training.method}), {trainable:,} of {total:,} "
         f"parameters trained ({100 * trainable / total:.2f}%)")
-    packed, restore = start_packing(model, t.packing)
+    packed, restore = start_packing(model, t.packing, device)
     try:
         args = training_arguments(cfg, run, device, bool(val_rows), packed)
     except ValueError as e:  # e.g. an optimizer name transformers does not know
@@ -728,7 +740,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         model.set_attn_implementation(restore)
     done = TrainResult(run, model, trainer.state.global_step, seconds,
                        trainer.state.num_input_tokens_seen - tokens0, result.training_loss,
-                       log.steady_rate(), tokenizer, template)
+                       log.steady_rate(), tokenizer, template, packed)
     if is_main():
         save_outputs(trainer, tokenizer, cfg, template.name, run)
         plot_losses(run)
