@@ -35,9 +35,9 @@ def test_rows_sharing_less_than_the_minimum_keep_their_own_cache():
     assert caches.SHARED_PREFIX > 10
 
 
-def tiny_generator(tiny_model, tokenizer, ours: bool) -> Generator:
+def tiny_generator(tiny_model, tokenizer, ours: bool, dtype=torch.float32) -> Generator:
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=dtype)
     if ours:
         use_segment_attention(model)  # decoding through cached_attention, as load_generator does
     return Generator(model, tokenizer, get_template("hermes", tokenizer))
@@ -77,3 +77,44 @@ def test_shared_prompts_get_the_answers_they_get_alone(tiny_model, tokenizer, mo
         rows = [gen.encode(p) for p in prompts]
         assert len(read) == 3  # the two last steps and the unrelated prompt
         assert sum(read) < 0.5 * sum(map(len, rows))
+
+
+def test_a_growing_layer_holds_what_concatenation_holds():
+    from transformers.cache_utils import DynamicLayer
+    gen = torch.Generator().manual_seed(0)
+    parts = [(torch.randn(2, 3, n, 4, generator=gen).bfloat16(),
+              torch.randn(2, 3, n, 4, generator=gen).bfloat16()) for n in (5, 1, 1, 3, 1)]
+    plain, growing = DynamicLayer(), caches.GrowingLayer(
+        torch.zeros(2, 3, 7, 4), torch.zeros(2, 3, 7, 4, dtype=torch.bfloat16), 0)
+    for layer in (plain, growing):
+        layer.update(*parts[0])
+    buffer = growing.buffers[0]
+    for k, v in parts[1:]:
+        keys, values = growing.update(k, v)
+        expected = plain.update(k, v)
+        assert torch.equal(keys, expected[0].float()) and torch.equal(values, expected[1])
+    assert keys.dtype == torch.float32 and values.dtype == torch.bfloat16
+    assert growing.buffers[0] is not buffer and growing.get_seq_length() == 11  # grew once
+    growing.crop(-2)
+    assert growing.update(*parts[1])[0].shape[2] == 10
+
+
+def test_float_keys_in_the_batch_cache_change_no_answer(tiny_model, tokenizer, monkeypatch):
+    """bf16 model, our decoding attention: keys held in float32 (exactly the bf16 values)
+    give the same greedy text as a bf16 cache, bit for bit."""
+    gen = tiny_generator(tiny_model, tokenizer, ours=True, dtype=torch.bfloat16)
+    prompts = conversation_prompts(tokenizer)
+    sampling = Sampling(max_new_tokens=10)
+    seen = []
+    original = caches.left_padded_cache
+
+    def spying(*args, **kwargs):
+        cache = original(*args, **kwargs)
+        seen.append(cache.layers[0].keys.dtype)
+        return cache
+    monkeypatch.setattr("agentsft.generate.left_padded_cache", spying)
+    floats = gen.complete_batch(prompts, sampling, batch_size=4)
+    monkeypatch.setattr(Generator, "decodes_with_float_keys", lambda self: False)
+    plain = gen.complete_batch(prompts, sampling, batch_size=4)
+    assert set(seen) == {torch.float32, torch.bfloat16}
+    assert [f.text for f in floats] == [p.text for p in plain]

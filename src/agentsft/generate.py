@@ -27,7 +27,7 @@ from agentsft.config import DEFAULT_MODEL, ModelOptions
 from agentsft.data.schema import Conversation
 from agentsft.data.templates import AgentTemplate, get_template
 from agentsft.errors import AgentsftError
-from agentsft.packing import use_segment_attention
+from agentsft.packing import ATTENTION, use_segment_attention
 from agentsft.models import (
     RUN_FILE, fast_bf16, load_model, load_tokenizer, resolve_device, trained_folder,
 )
@@ -252,6 +252,12 @@ class Generator:
                 self._plain = False
         return self._plain
 
+    def decodes_with_float_keys(self) -> bool:
+        """Whether decoding goes through our CPU attention, which scores keys in float32
+        (so a cache may hold them that way)."""
+        return (self.model.device.type == "cpu"
+                and getattr(self.model.config, "_attn_implementation", None) == ATTENTION)
+
     @contextlib.contextmanager
     def eval_mode(self) -> Iterator[None]:
         was_training = self.model.training
@@ -286,7 +292,9 @@ class Generator:
             starts = [width - len(r) for r in rows]
             cached = min(start + n for start, (_, n) in zip(starts, prefixes))
             if cached > max(starts):
-                kwargs["past_key_values"] = left_padded_cache([c for c, _ in prefixes], starts, cached)
+                kwargs["past_key_values"] = left_padded_cache(
+                    [c for c, _ in prefixes], starts, cached, room=width - cached + s.max_new_tokens,
+                    keys_dtype=torch.float32 if self.decodes_with_float_keys() else None)
         criteria: list[StoppingCriteria] = [StopStrings(self.tokenizer, self.stops, width)]
         if caps and min(caps) < s.max_new_tokens:  # a row at its cap is done, as at a stop
             criteria.append(RowCaps(width, caps))

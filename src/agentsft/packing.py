@@ -100,6 +100,8 @@ def segment_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
         scale = query.shape[-1] ** -0.5 if scaling is None else scaling
         return cached_attention(query, key, value, mask, scale), None
     if cu_seq_lens_q is None or query.shape[2] != key.shape[2]:
+        if key.dtype != query.dtype:  # a cache holding keys in float32 for the path above
+            key = key.to(query.dtype)
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
     if query.shape[0] != 1:
