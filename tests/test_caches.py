@@ -113,8 +113,30 @@ def test_float_keys_in_the_batch_cache_change_no_answer(tiny_model, tokenizer, m
         seen.append(cache.layers[0].keys.dtype)
         return cache
     monkeypatch.setattr("agentsft.generate.left_padded_cache", spying)
-    floats = gen.complete_batch(prompts, sampling, batch_size=4)
+    floats = [gen.complete_batch(prompts, sampling, batch_size=4, share_prefixes=share)
+              for share in (True, False)]
     monkeypatch.setattr(Generator, "decodes_with_float_keys", lambda self: False)
-    plain = gen.complete_batch(prompts, sampling, batch_size=4)
+    plain = [gen.complete_batch(prompts, sampling, batch_size=4, share_prefixes=share)
+             for share in (True, False)]
     assert set(seen) == {torch.float32, torch.bfloat16}
-    assert [f.text for f in floats] == [p.text for p in plain]
+    for f, p in zip(floats, plain):
+        assert [a.text for a in f] == [b.text for b in p]
+
+
+def test_unshared_batches_grow_their_cache_in_place(tiny_model, tokenizer, monkeypatch):
+    gen = tiny_generator(tiny_model, tokenizer, ours=True)
+    made = []
+    original = caches.growing_cache
+
+    def spying(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+    monkeypatch.setattr("agentsft.generate.growing_cache", spying)
+    prompts = conversation_prompts(tokenizer)[:2]
+    out = gen.complete_batch(prompts, Sampling(max_new_tokens=6), batch_size=2,
+                             share_prefixes=False)
+    assert len(made) == 1 and all(isinstance(layer, caches.GrowingLayer) for layer in made[0].layers)
+    layer = made[0].layers[0]
+    width = max(len(gen.encode(p)) for p in prompts)
+    assert layer.keys.dtype == torch.float32 and layer.buffers[0].shape[2] == width + 6
+    assert layer.get_seq_length() == width + max(o.tokens for o in out) - 1

@@ -21,7 +21,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from agentsft.caches import (
-    layer_tensors, left_padded_cache, new_cache, prefix_plan, reused, tokens_to_read,
+    growing_cache, layer_tensors, left_padded_cache, new_cache, prefix_plan, reused, tokens_to_read,
 )
 from agentsft.config import DEFAULT_MODEL, ModelOptions
 from agentsft.data.schema import Conversation
@@ -288,13 +288,18 @@ class Generator:
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         else:  # greedy: no sampling knobs, so generate() does not warn about them
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        float_keys = self.decodes_with_float_keys()
         if prefixes is not None:
             starts = [width - len(r) for r in rows]
             cached = min(start + n for start, (_, n) in zip(starts, prefixes))
             if cached > max(starts):
                 kwargs["past_key_values"] = left_padded_cache(
                     [c for c, _ in prefixes], starts, cached, room=width - cached + s.max_new_tokens,
-                    keys_dtype=torch.float32 if self.decodes_with_float_keys() else None)
+                    keys_dtype=torch.float32 if float_keys else None)
+        if "past_key_values" not in kwargs and float_keys and self.caches_are_plain():
+            kwargs["past_key_values"] = growing_cache(
+                self.model.config.get_text_config().num_hidden_layers, s.max_new_tokens,
+                torch.float32)
         criteria: list[StoppingCriteria] = [StopStrings(self.tokenizer, self.stops, width)]
         if caps and min(caps) < s.max_new_tokens:  # a row at its cap is done, as at a stop
             criteria.append(RowCaps(width, caps))
