@@ -108,9 +108,7 @@ class GrowingLayer(DynamicLayer):
 def growing_cache(layers: int, room: int, keys_dtype: torch.dtype | None = None) -> DynamicCache:
     """An empty cache of ``layers`` growing layers, each with ``room`` positions to spare
     past the first prompt it reads."""
-    cache = DynamicCache()
-    cache.layers = [GrowingLayer(room=room, keys_dtype=keys_dtype) for _ in range(layers)]
-    return cache
+    return cache_of([GrowingLayer(room=room, keys_dtype=keys_dtype) for _ in range(layers)])
 
 
 def left_padded_cache(prefixes: list[list[tuple[torch.Tensor, torch.Tensor]]],
@@ -128,9 +126,14 @@ def left_padded_cache(prefixes: list[list[tuple[torch.Tensor, torch.Tensor]]],
         for i, (prefix, start) in enumerate(zip(prefixes, starts)):
             out[i, :, start:width] = prefix[layer][j][0, :, :width - start]
         return out
+    return cache_of([GrowingLayer(stacked(layer, 0), stacked(layer, 1), width)
+                     for layer in range(len(prefixes[0]))])
+
+
+def cache_of(layers: list[GrowingLayer]) -> DynamicCache:
+    """A DynamicCache made of these layers (transformers' generate takes it as is)."""
     cache = DynamicCache()
-    cache.layers = [GrowingLayer(stacked(layer, 0), stacked(layer, 1), width)
-                    for layer in range(len(prefixes[0]))]
+    cache.layers = layers
     return cache
 
 

@@ -328,8 +328,9 @@ def start_packing(model: Any, wanted: bool | str, device: str = "cpu"
     """Padding-free batches where the model keeps packed examples apart (checked on two
     short examples); else padded batches, said once. Returns (packed, implementation to
     restore after training)."""
-    if wanted == "auto" and device.startswith("cuda"):
-        wanted = getattr(model.config, "_attn_implementation", None) in OWN_KERNEL
+    if wanted == "auto":
+        wanted = (not device.startswith("cuda")
+                  or getattr(model.config, "_attn_implementation", None) in OWN_KERNEL)
         if not wanted:
             # QLoRA of a 7B-shaped Llama on an H100, 200 steps of batch 4: 1,340 tokens/s
             # packed (per-example SDPA) against 2,028 padded (bench/gpu_qlora.py).
