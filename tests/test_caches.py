@@ -56,6 +56,28 @@ def conversation_prompts(tokenizer) -> list[str]:
     return prompts + ["<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"]
 
 
+def test_reading_a_prompt_applies_the_output_head_to_one_position(tiny_model, tokenizer):
+    """Only the cache of a prompt read ahead is used: the head runs on its last position,
+    and the cache equals the one a plain forward pass leaves."""
+    from transformers import DynamicCache
+    gen = tiny_generator(tiny_model, tokenizer, ours=True)
+    row = gen.encode(conversation_prompts(tokenizer)[1])
+    positions = []
+    hook = gen.model.get_output_embeddings().register_forward_hook(
+        lambda module, args, out: positions.append(args[0].shape[1]))
+    layers = gen.read_prompt(row)
+    hook.remove()
+    assert positions == [1]
+    plain = DynamicCache()
+    with torch.no_grad():
+        gen.model(input_ids=torch.tensor([row]), past_key_values=plain, use_cache=True)
+    assert len(layers) == len(plain.layers)
+    for (k, v), layer in zip(layers, plain.layers):
+        assert k.shape[2] == len(row)
+        torch.testing.assert_close(k, layer.keys)
+        torch.testing.assert_close(v, layer.values)
+
+
 def test_shared_prompts_get_the_answers_they_get_alone(tiny_model, tokenizer, monkeypatch):
     """Float32: batched with shared prefixes, the same greedy text as one prompt at a
     time, with SDPA and with our decoding attention; and far fewer tokens are read."""
@@ -140,3 +162,25 @@ def test_unshared_batches_grow_their_cache_in_place(tiny_model, tokenizer, monke
     width = max(len(gen.encode(p)) for p in prompts)
     assert layer.keys.dtype == torch.float32 and layer.buffers[0].shape[2] == width + 6
     assert layer.get_seq_length() == width + max(o.tokens for o in out) - 1
+
+
+def test_rows_leave_the_batch_when_done_and_answer_as_alone(tiny_model, tokenizer):
+    """Greedy batches decode each row until it stops (here: its cap), then compute
+    without it; every row's text equals its answer generated alone."""
+    prompts = conversation_prompts(tokenizer)[:4]
+    caps = [2, 9, 5, 9]
+    for ours in (False, True):
+        gen = tiny_generator(tiny_model, tokenizer, ours)
+        assert gen.caches_are_plain()  # (its one-token probe runs before the count)
+        rows_per_step = []
+        hook = gen.model.register_forward_pre_hook(
+            lambda module, args, kwargs: rows_per_step.append(kwargs["input_ids"].shape[0]),
+            with_kwargs=True)
+        batched = gen.complete_batch(prompts, Sampling(max_new_tokens=9), batch_size=4,
+                                     limits=caps, share_prefixes=False)
+        hook.remove()
+        alone = [gen.complete_batch([p], Sampling(max_new_tokens=9), limits=[c])[0]
+                 for p, c in zip(prompts, caps)]
+        assert [b.text for b in batched] == [a.text for a in alone]
+        assert [b.tokens for b in batched] == caps  # the tiny model never stops by itself
+        assert rows_per_step == [4, 4, 3, 3, 3, 2, 2, 2, 2]

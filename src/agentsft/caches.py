@@ -100,9 +100,10 @@ class GrowingLayer(DynamicLayer):
             self.refill(self.keys, self.values, 0)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        super().batch_select_indices(indices)
+        """Keeps the rows ``indices`` (rows leaving a batch), room included."""
         if self.is_initialized:
-            self.refill(self.keys, self.values, 0)
+            self.buffers = (self.buffers[0][indices], self.buffers[1][indices])
+            self.show()
 
 
 def growing_cache(layers: int, room: int, keys_dtype: torch.dtype | None = None) -> DynamicCache:

@@ -27,7 +27,7 @@ from agentsft.config import DEFAULT_MODEL, ModelOptions
 from agentsft.data.schema import Conversation
 from agentsft.data.templates import AgentTemplate, get_template
 from agentsft.errors import AgentsftError
-from agentsft.packing import ATTENTION, use_segment_attention
+from agentsft.packing import ATTENTION, takes_logits_to_keep, use_segment_attention
 from agentsft.models import (
     RUN_FILE, fast_bf16, load_model, load_tokenizer, resolve_device, trained_folder,
 )
@@ -232,9 +232,12 @@ class Generator:
         start = reused(after[0], row) if after is not None else 0
         cache = new_cache([(k[:, :, :start], v[:, :, :start]) for k, v in after[1]]
                               if start else None)
+        # Only the cache is wanted: the output head over every prompt position (49,152 x 576
+        # per token for the default model) took 0.21 of 0.90 s for a 701-token prompt.
+        head = {"logits_to_keep": 1} if takes_logits_to_keep(self.model) else {}
         with self.eval_mode():
             self.model(input_ids=torch.tensor([row[start:]], device=self.model.device),
-                       past_key_values=cache, use_cache=True)
+                       past_key_values=cache, use_cache=True, **head)
         return layer_tensors(cache)
 
     def caches_are_plain(self) -> bool:
@@ -300,19 +303,62 @@ class Generator:
             kwargs["past_key_values"] = growing_cache(
                 self.model.config.get_text_config().num_hidden_layers, s.max_new_tokens,
                 torch.float32)
+        caps = caps or [s.max_new_tokens] * len(rows)
+        if len(rows) > 1 and s.temperature == 0 and streamer is None and self.caches_are_plain():
+            with self.eval_mode():
+                news = self.greedy_batch(ids, mask, kwargs.get("past_key_values"), caps)
+            return [self.cut(new) for new in news]
         criteria: list[StoppingCriteria] = [StopStrings(self.tokenizer, self.stops, width)]
-        if caps and min(caps) < s.max_new_tokens:  # a row at its cap is done, as at a stop
+        if min(caps) < s.max_new_tokens:  # a row at its cap is done, as at a stop
             criteria.append(RowCaps(width, caps))
         kwargs["stopping_criteria"] = StoppingCriteriaList(criteria)
         with torch.no_grad(), self.eval_mode():
             out = self.model.generate(ids, **kwargs)
-        caps = caps or [s.max_new_tokens] * len(rows)
-        return [self.cut(row[width:width + cap]) for row, cap in zip(out, caps)]
+        return [self.cut(row[width:width + cap].tolist()) for row, cap in zip(out, caps)]
 
-    def cut(self, new: torch.Tensor) -> Generation:
+    @torch.no_grad()
+    def greedy_batch(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any,
+                     caps: list[int]) -> list[list[int]]:
+        """Greedy decoding of a left-padded batch in which a row leaves as soon as it is
+        done (end of sequence, a stop string, its cap): later steps compute only the rows
+        still writing. ``model.generate`` computes every row until the last one is done,
+        and an eval batch's replies vary 3-5x in length. Returns each row's new tokens."""
+        eos = self.tokenizer.eos_token_id
+        checker = StopStrings(self.tokenizer, self.stops, 0)
+        positions = (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)  # as generate() sets them
+        head = {"logits_to_keep": 1} if takes_logits_to_keep(self.model) else {}
+        past = cache.get_seq_length() if cache is not None else 0
+        feed, where = ids[:, past:], positions[:, past:]
+        going = list(range(len(ids)))  # the rows still writing, by their index in ids
+        news: list[list[int]] = [[] for _ in going]
+        while going:
+            out = self.model(input_ids=feed, attention_mask=mask, position_ids=where,
+                             past_key_values=cache, use_cache=True, **head)
+            cache = out.past_key_values
+            picked = out.logits[:, -1].float().argmax(-1)
+            tails = []
+            for row, token in zip(going, picked.tolist()):
+                news[row].append(token)
+                tails.append(news[row][-checker.tail:])
+            stopped = [t in (eos,) or len(news[r]) >= caps[r] or any(x in text for x in self.stops)
+                       for r, t, text in zip(going, picked.tolist(),
+                                             self.tokenizer.batch_decode(tails))]
+            if any(stopped):
+                keep = [i for i, done in enumerate(stopped) if not done]
+                going = [going[i] for i in keep]
+                if not going:
+                    break
+                index = torch.tensor(keep, device=ids.device)
+                cache.batch_select_indices(index)
+                picked, mask, where = picked[index], mask[index], where[index]
+            feed = picked[:, None]
+            where = where[:, -1:] + 1
+            mask = torch.cat([mask, mask.new_ones(len(going), 1)], 1)
+        return news
+
+    def cut(self, ids: list[int]) -> Generation:
         """The text up to the first stop string (rows that finished early are padded to
         the longest after their stop, so the padding is cut with it)."""
-        ids = new.tolist()
         n = len(ids)
         while n > 1 and ids[n - 1] == self.tokenizer.pad_token_id:
             n -= 1
