@@ -123,8 +123,13 @@ class StopStrings(StoppingCriteria):
         self.tail = max((len(s) for s in stops), default=0) + 4
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        tails = self.tokenizer.batch_decode(input_ids[:, max(self.width, input_ids.shape[1] - self.tail):])
-        return torch.tensor([any(s in t for s in self.stops) for t in tails], device=input_ids.device)
+        tails = input_ids[:, max(self.width, input_ids.shape[1] - self.tail):]
+        return torch.tensor(self.found(tails), device=input_ids.device)
+
+    def found(self, tails: Any) -> list[bool]:
+        """Per row of last tokens (at least ``tail`` of them, where there are), whether
+        they hold a stop string."""
+        return [any(s in t for s in self.stops) for t in self.tokenizer.batch_decode(tails)]
 
 
 class RowCaps(StoppingCriteria):
@@ -336,13 +341,11 @@ class Generator:
                              past_key_values=cache, use_cache=True, **head)
             cache = out.past_key_values
             picked = out.logits[:, -1].float().argmax(-1)
-            tails = []
             for row, token in zip(going, picked.tolist()):
                 news[row].append(token)
-                tails.append(news[row][-checker.tail:])
-            stopped = [t in (eos,) or len(news[r]) >= caps[r] or any(x in text for x in self.stops)
-                       for r, t, text in zip(going, picked.tolist(),
-                                             self.tokenizer.batch_decode(tails))]
+            hits = checker.found([news[row][-checker.tail:] for row in going])
+            stopped = [news[row][-1] == eos or len(news[row]) >= caps[row] or hit
+                       for row, hit in zip(going, hits)]
             if any(stopped):
                 keep = [i for i, done in enumerate(stopped) if not done]
                 going = [going[i] for i in keep]
