@@ -3,6 +3,7 @@ give PEFT's loss and gradients."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -25,8 +26,9 @@ def test_fused_forward_is_peft_arithmetic(tiny_model, monkeypatch):
     with torch.no_grad(), model.disable_adapter():
         assert abs(model(input_ids=IDS, labels=IDS).loss.item() - loss_peft) > 0.1
     monkeypatch.setattr(adapters, "autocasting", lambda x: True)
+    monkeypatch.setattr(adapters, "frozen_in", lambda *a: contextlib.nullcontext())
     layers = [m for m in model.modules() if type(m) is Linear]
-    with fast_adapters(model, autocast=True):
+    with fast_adapters(model, autocast=torch.bfloat16):
         assert all(m.forward.__func__ is fused_forward for m in layers)
         loss_fused, grads_fused = loss_and_grads(model, IDS, autocast=False)
     assert all("forward" not in m.__dict__ for m in layers)  # PEFT's own forward is back
@@ -42,7 +44,7 @@ def test_under_bf16_autocast_as_close_to_float32_as_peft(tiny_model):
     than PEFT's bf16 gradients are (1.5x margin; both about 5% on this tiny model)."""
     model = lora_model(tiny_model)
     loss_peft, grads_peft = loss_and_grads(model, IDS)
-    with fast_adapters(model, autocast=True):
+    with fast_adapters(model, autocast=torch.bfloat16):
         loss_fused, grads_fused = loss_and_grads(model, IDS)
     loss_32, grads_32 = loss_and_grads(copy.deepcopy(model).float(), IDS, autocast=False)
 
@@ -58,6 +60,26 @@ def test_without_autocast_peft_runs_unchanged(tiny_model):
     model = lora_model(tiny_model).float()
     ids = torch.randint(0, 1000, (1, 20), generator=torch.Generator().manual_seed(1))
     plain = model(input_ids=ids).logits
-    with fast_adapters(model, autocast=False):
+    with fast_adapters(model, autocast=None):
         assert all("forward" not in m.__dict__ for m in model.modules() if type(m) is Linear)
         assert torch.equal(model(input_ids=ids).logits, plain)
+
+
+def test_frozen_weights_held_in_bf16_give_autocasts_values_and_come_back(tiny_model):
+    """Inside the context the frozen linear weights are bf16 (autocast made the same copy
+    at every forward pass): the loss and adapter gradients are exactly those of autocast
+    casting float32 weights. On exit the same parameters hold their float32 values again."""
+    model = lora_model(tiny_model).float()
+    layers = [m for m in model.modules() if type(m) is Linear]
+    before = {id(m.base_layer.weight): m.base_layer.weight.detach().clone() for m in layers}
+    loss_cast, grads_cast = loss_and_grads(model, IDS)
+    with adapters.frozen_in(layers, torch.bfloat16):
+        assert all(m.base_layer.weight.dtype == torch.bfloat16 for m in layers)
+        assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)
+        loss_held, grads_held = loss_and_grads(model, IDS)
+    assert loss_held == loss_cast
+    for name, g in grads_cast.items():
+        assert torch.equal(grads_held[name], g), name
+    for m in layers:
+        w = m.base_layer.weight
+        assert w.dtype == torch.float32 and torch.equal(w, before[id(w)])

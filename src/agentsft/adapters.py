@@ -52,11 +52,12 @@ def autocasting(x: torch.Tensor) -> bool:
 
 
 @contextlib.contextmanager
-def fast_adapters(model: Any, autocast: bool) -> Iterator[None]:
-    """While training under autocast, LoRA layers run :func:`fused_forward` and PEFT's
-    input casts are skipped; both are undone on exit. Without autocast, nothing changes
-    (the casts are needed then)."""
-    if not autocast or not hasattr(model, "peft_config"):
+def fast_adapters(model: Any, autocast: torch.dtype | None) -> Iterator[None]:
+    """While training under ``autocast`` (a dtype, or None), LoRA layers run
+    :func:`fused_forward` and PEFT's input casts are skipped; on CPU their frozen float32
+    weights are held in the autocast dtype (see :func:`frozen_in`). All is undone on exit.
+    Without autocast, nothing changes (the casts are needed then)."""
+    if autocast is None or not hasattr(model, "peft_config"):
         yield
         return
     from peft.helpers import disable_input_dtype_casting
@@ -65,8 +66,29 @@ def fast_adapters(model: Any, autocast: bool) -> Iterator[None]:
     for layer in layers:
         layer.forward = types.MethodType(fused_forward, layer)
     try:
-        with disable_input_dtype_casting(model):
+        with disable_input_dtype_casting(model), frozen_in(layers, autocast):
             yield
     finally:
         for layer in layers:
             del layer.forward
+
+
+@contextlib.contextmanager
+def frozen_in(layers: list[Any], dtype: torch.dtype) -> Iterator[None]:
+    """Hold the frozen float32 weights of these LoRA layers' plain linear layers on CPU in
+    ``dtype``, and give the float32 originals back on exit. Autocast would cast each one
+    at every forward pass anyway (the same values): a copy of every frozen weight, 212 MB
+    for the default model, per step. A LoRA step of the default model (2,999 tokens, 8
+    pairs interleaved in one process) took 0.982x the time (median of the pairs' ratios)."""
+    held = [layer.base_layer.weight for layer in layers
+            if type(layer.base_layer) is torch.nn.Linear]
+    held = [w for w in held if w.device.type == "cpu" and w.dtype == torch.float32
+            and not w.requires_grad]
+    originals = [w.data for w in held]
+    for w in held:
+        w.data = w.data.to(dtype)
+    try:
+        yield
+    finally:
+        for w, original in zip(held, originals):
+            w.data = original

@@ -16,7 +16,10 @@ data (4 examples of 760-950 tokens). This version:
   ``delta`` joins the matrix product as two extra columns (its bf16 high and low parts)
   so the subtraction happens in the product's float32 accumulator. On a 12-step bf16 run
   of the tiny test model this took the gap to the float32 loss curve from 3.5% to 1.0%
-  (the flash kernel: 1.2%).
+  (the flash kernel: 1.2%). Zero columns take that product's inner size from 66 to 80:
+  oneDNN ran the 66-wide one at 135-260 GFLOP/s in a profiled step, and a LoRA step of the
+  default model (2,999 tokens, 8 interleaved pairs in one process) took 0.944x the time
+  with 80 (median of the pairs' ratios).
 
 Measured by ``bench/attention_speed.py`` (the default model's 9 query heads sharing 3
 key/value heads, bf16, medians of 7): 950 tokens, forward 13.5 ms and backward 18.2 ms
@@ -76,7 +79,8 @@ class CausalAttention(torch.autograd.Function):
         # Keys and values collect a contribution from every later chunk: sum in float32.
         dk = torch.zeros(k.shape, dtype=torch.float32, device=k.device)
         dv = torch.zeros(v.shape, dtype=torch.float32, device=v.device)
-        v_aug = torch.cat([v, v.new_ones(kv, v.shape[1], 2)], -1)
+        pad = -(d + 2) % 16  # zero columns: the inner size a multiple of 16 (66 -> 80)
+        v_aug = torch.cat([v, v.new_ones(kv, v.shape[1], 2), v.new_zeros(kv, v.shape[1], pad)], -1)
         kept = iter(kept)
         for (s, e), keep in zip(zip(ctx.bounds, ctx.bounds[1:]), ctx.keeps):
             ks, vs, dks, dvs = k[:, s:e], v_aug[:, s:e], dk[:, s:e], dv[:, s:e]
@@ -87,7 +91,8 @@ class CausalAttention(torch.autograd.Function):
                 o = out[:, :, s + a:s + b].reshape(rows.shape)
                 delta = (g.float() * o.float()).sum(-1, keepdim=True)
                 hi = delta.to(g.dtype)
-                g_aug = torch.cat([g, -hi, -(delta - hi.float()).to(g.dtype)], -1)
+                g_aug = torch.cat([g, -hi, -(delta - hi.float()).to(g.dtype),
+                                   g.new_zeros(*g.shape[:-1], pad)], -1)
                 dscores = p * torch.bmm(g_aug, vs[:, :b].transpose(1, 2))
                 dq[:, :, s + a:s + b] = torch.bmm(dscores, ks[:, :b]).view(kv, groups, b - a, d)
                 dks[:, :b] += torch.bmm(dscores.transpose(1, 2), rows)

@@ -729,7 +729,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         config_mod.save(cfg, run.config)
     began = time.perf_counter()
     autocast = torch.bfloat16 if args.bf16 else (torch.float16 if args.fp16 else None)
-    with fast_adapters(model, autocast is not None), fast_layers(model, autocast):
+    with fast_adapters(model, autocast), fast_layers(model, autocast):
         result = trainer.train(resume_from_checkpoint=str(start) if start else None)
         if val_rows and not t.eval_every:
             trainer.evaluate()  # eval_every 0: validate once, at the end
