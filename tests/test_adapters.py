@@ -83,3 +83,31 @@ def test_frozen_weights_held_in_bf16_give_autocasts_values_and_come_back(tiny_mo
     for m in layers:
         w = m.base_layer.weight
         assert w.dtype == torch.float32 and torch.equal(w, before[id(w)])
+
+
+def test_sibling_projections_share_one_a_product_and_only_their_own_input(tiny_model,
+                                                                        monkeypatch):
+    """q/k/v and gate/up read one input: their LoRA A products come from one matrix product
+    (their own A layers are not called) and the loss and gradients are PEFT's (float32,
+    1e-5). Given different inputs, each sibling computes its own product."""
+    model = lora_model(tiny_model).float()
+    loss_peft, grads_peft = loss_and_grads(model, IDS, autocast=False)
+    monkeypatch.setattr(adapters, "autocasting", lambda x: True)
+    monkeypatch.setattr(adapters, "frozen_in", lambda *a: contextlib.nullcontext())
+    called = []
+    for name, module in model.named_modules():
+        if name.endswith("lora_A.default"):
+            module.register_forward_hook(lambda m, i, o, name=name: called.append(name))
+    with fast_adapters(model, autocast=torch.bfloat16):
+        loss, grads = loss_and_grads(model, IDS, autocast=False)
+        attn = model.base_model.model.model.layers[0].self_attn
+        x, y = torch.randn(2, 5, 64), torch.randn(2, 5, 64)
+        q, k = attn.q_proj(x), attn.k_proj(y)  # different inputs: no sharing
+    assert sorted({n.split(".")[-3] for n in called}) == ["down_proj", "o_proj"]
+    assert loss == pytest.approx(loss_peft, rel=1e-5)
+    for name, g in grads_peft.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-5,
+                                   atol=1e-5 * g.abs().max().item(), msg=name)
+    with torch.no_grad():  # PEFT's own forward again
+        torch.testing.assert_close(q, attn.q_proj(x))
+        torch.testing.assert_close(k, attn.k_proj(y))

@@ -10,6 +10,10 @@ into the frozen layer's output in place. PEFT also casts each adapter's input to
 float32 weights, which autocast undoes at once (two copies of the activations per layer);
 that cast is skipped too.
 
+The projections that read one input (q/k/v, gate/up) compute their rank-16 A products as
+one product (:class:`Siblings`): a LoRA step of the default model took 0.967x the time (2,999
+tokens, 10 pairs interleaved in one process; another run of 8 pairs: 0.974x).
+
 Only plain LoRA layers with one active, unmerged adapter and no bias on B take this path;
 every other case (DoRA and other variants, several adapters, adapters switched off, no
 autocast) runs PEFT's own forward.
@@ -36,13 +40,62 @@ def fused_forward(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     name = active[0]
     flat = x.reshape(-1, x.shape[-1])
     result = layer.base_layer(flat)
-    low = layer.lora_A[name](layer.lora_dropout[name](flat))
+    siblings = layer.__dict__.get("lora_siblings")
+    if siblings is not None and type(layer.lora_dropout[name]) is torch.nn.Identity:
+        low = siblings.low(layer, name, x, flat)
+    else:
+        low = layer.lora_A[name](layer.lora_dropout[name](flat))
     up = layer.lora_B[name].weight.to(result.dtype).t()  # in-place products skip autocast
     if type(layer.base_layer) is torch.nn.Linear:  # its output is not needed for its backward
         result.addmm_(low, up, alpha=layer.scaling[name])
     else:
         result = torch.addmm(result, low, up, alpha=layer.scaling[name])
     return result.view(*x.shape[:-1], result.shape[-1])
+
+
+SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+"""Projections that Llama-family models apply to one input. Their LoRA A products are
+one matrix product when they do (checked at every call: otherwise each computes its own)."""
+
+
+class Siblings:
+    """LoRA layers of one module that read the same input: the first of them to run
+    computes all their A products as one matrix product (the input read once, rank 48
+    instead of three of 16), and each takes its columns."""
+
+    def __init__(self, layers: list[Any]):
+        self.layers = layers
+        self.source: tuple[torch.Tensor, int] | None = None  # the input and its version
+        self.lows: dict[int, torch.Tensor] = {}
+
+    def low(self, layer: Any, name: str, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        fresh = (self.source is not None and self.source[0] is x
+                 and self.source[1] == x._version and id(layer) in self.lows)
+        if not fresh:
+            if not all(name in m.lora_A for m in self.layers):
+                return layer.lora_A[name](flat)
+            weights = [m.lora_A[name].weight for m in self.layers]
+            both = torch.nn.functional.linear(flat, torch.cat(weights))
+            # split: its backward is one concatenation (slicing's would be one zero-filled
+            # gradient of the whole product per layer)
+            lows = both.split([w.shape[0] for w in weights], dim=1)
+            self.lows = {id(m): low for m, low in zip(self.layers, lows)}
+            self.source = (x, x._version)
+        low = self.lows.pop(id(layer))
+        if not self.lows:  # all taken: let go of the input
+            self.source = None
+        return low
+
+
+def sibling_groups(model: Any, layers: list[Any]) -> list[Siblings]:
+    lora = {id(m) for m in layers}
+    groups = []
+    for parent in model.modules():
+        for names in SIBLINGS:
+            found = [getattr(parent, n, None) for n in names]
+            if all(id(m) in lora for m in found):
+                groups.append(Siblings(found))
+    return groups
 
 
 def autocasting(x: torch.Tensor) -> bool:
@@ -65,12 +118,16 @@ def fast_adapters(model: Any, autocast: torch.dtype | None) -> Iterator[None]:
     layers = [m for m in model.modules() if type(m) is Linear]
     for layer in layers:
         layer.forward = types.MethodType(fused_forward, layer)
+    for group in sibling_groups(model, layers):
+        for layer in group.layers:
+            layer.__dict__["lora_siblings"] = group
     try:
         with disable_input_dtype_casting(model), frozen_in(layers, autocast):
             yield
     finally:
         for layer in layers:
             del layer.forward
+            layer.__dict__.pop("lora_siblings", None)
 
 
 @contextlib.contextmanager
