@@ -56,12 +56,18 @@ def test_under_bf16_autocast_as_close_to_float32_as_peft(tiny_model):
     assert abs(loss_fused - loss_32) <= 1.5 * abs(loss_peft - loss_32) + 1e-3
 
 
-def test_without_autocast_peft_runs_unchanged(tiny_model):
+@pytest.mark.parametrize("case", ["no autocast", "deepspeed zero3"])
+def test_without_autocast_or_under_zero3_peft_runs_unchanged(tiny_model, monkeypatch, case):
     model = lora_model(tiny_model).float()
     ids = torch.randint(0, 1000, (1, 20), generator=torch.Generator().manual_seed(1))
     plain = model(input_ids=ids).logits
-    with fast_adapters(model, autocast=None):
+    autocast = None
+    if case == "deepspeed zero3":
+        monkeypatch.setattr(adapters, "zero3", lambda: True)
+        autocast = torch.bfloat16
+    with fast_adapters(model, autocast=autocast):
         assert all("forward" not in m.__dict__ for m in model.modules() if type(m) is Linear)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
         assert torch.equal(model(input_ids=ids).logits, plain)
 
 

@@ -109,8 +109,10 @@ def fast_adapters(model: Any, autocast: torch.dtype | None) -> Iterator[None]:
     """While training under ``autocast`` (a dtype, or None), LoRA layers run
     :func:`fused_forward` and PEFT's input casts are skipped; on CPU their frozen float32
     weights are held in the autocast dtype (see :func:`frozen_in`). All is undone on exit.
-    Without autocast, nothing changes (the casts are needed then)."""
-    if autocast is None or not hasattr(model, "peft_config"):
+    Without autocast, nothing changes (the casts are needed then), nor under DeepSpeed
+    ZeRO-3, which gathers a module's weights only when that module runs: the fused path
+    reads the weights of LoRA modules it does not call."""
+    if autocast is None or not hasattr(model, "peft_config") or zero3():
         yield
         return
     from peft.helpers import disable_input_dtype_casting
@@ -128,6 +130,11 @@ def fast_adapters(model: Any, autocast: torch.dtype | None) -> Iterator[None]:
         for layer in layers:
             del layer.forward
             layer.__dict__.pop("lora_siblings", None)
+
+
+def zero3() -> bool:
+    from transformers.integrations import is_deepspeed_zero3_enabled
+    return is_deepspeed_zero3_enabled()
 
 
 @contextlib.contextmanager
