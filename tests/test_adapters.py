@@ -117,3 +117,19 @@ def test_sibling_projections_share_one_a_product_and_only_their_own_input(tiny_m
     with torch.no_grad():  # PEFT's own forward again
         torch.testing.assert_close(q, attn.q_proj(x))
         torch.testing.assert_close(k, attn.k_proj(y))
+
+
+def test_siblings_with_dropout_on_their_input_each_compute_their_own(tiny_model, monkeypatch):
+    """Dropout draws a different mask per layer: no shared product then."""
+    model = lora_model(tiny_model).float()
+    attn = model.base_model.model.model.layers[0].self_attn
+    attn.v_proj.lora_dropout["default"] = torch.nn.Dropout(0.1)
+    monkeypatch.setattr(adapters, "autocasting", lambda x: True)
+    monkeypatch.setattr(adapters, "frozen_in", lambda *a: contextlib.nullcontext())
+    called = []
+    for name in ("q_proj", "k_proj", "v_proj"):
+        getattr(attn, name).lora_A["default"].register_forward_hook(
+            lambda m, i, o, name=name: called.append(name))
+    with fast_adapters(model, autocast=torch.bfloat16):
+        loss_and_grads(model, IDS, autocast=False)
+    assert called == ["q_proj", "k_proj", "v_proj"]

@@ -41,9 +41,8 @@ def fused_forward(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     flat = x.reshape(-1, x.shape[-1])
     result = layer.base_layer(flat)
     siblings = layer.__dict__.get("lora_siblings")
-    if siblings is not None and type(layer.lora_dropout[name]) is torch.nn.Identity:
-        low = siblings.low(layer, name, x, flat)
-    else:
+    low = siblings.low(layer, name, x, flat) if siblings is not None else None
+    if low is None:
         low = layer.lora_A[name](layer.lora_dropout[name](flat))
     up = layer.lora_B[name].weight.to(result.dtype).t()  # in-place products skip autocast
     if type(layer.base_layer) is torch.nn.Linear:  # its output is not needed for its backward
@@ -68,12 +67,16 @@ class Siblings:
         self.source: tuple[torch.Tensor, int] | None = None  # the input and its version
         self.lows: dict[int, torch.Tensor] = {}
 
-    def low(self, layer: Any, name: str, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    def low(self, layer: Any, name: str, x: torch.Tensor, flat: torch.Tensor
+            ) -> torch.Tensor | None:
+        """``layer``'s A product of ``x`` (``flat``: its rows); None where the siblings
+        cannot share it (adapter ``name`` missing in one, or dropout on their input)."""
         fresh = (self.source is not None and self.source[0] is x
                  and self.source[1] == x._version and id(layer) in self.lows)
         if not fresh:
-            if not all(name in m.lora_A for m in self.layers):
-                return layer.lora_A[name](flat)
+            if not all(name in m.lora_A and type(m.lora_dropout[name]) is torch.nn.Identity
+                       for m in self.layers):
+                return None
             weights = [m.lora_A[name].weight for m in self.layers]
             both = torch.nn.functional.linear(flat, torch.cat(weights))
             # split: its backward is one concatenation (slicing's would be one zero-filled
@@ -144,10 +147,9 @@ def frozen_in(layers: list[Any], dtype: torch.dtype) -> Iterator[None]:
     at every forward pass anyway (the same values): a copy of every frozen weight, 212 MB
     for the default model, per step. A LoRA step of the default model (2,999 tokens, 8
     pairs interleaved in one process) took 0.982x the time (median of the pairs' ratios)."""
-    held = [layer.base_layer.weight for layer in layers
-            if type(layer.base_layer) is torch.nn.Linear]
-    held = [w for w in held if w.device.type == "cpu" and w.dtype == torch.float32
-            and not w.requires_grad]
+    held = [w for w in (layer.base_layer.weight for layer in layers
+                        if type(layer.base_layer) is torch.nn.Linear)
+            if w.device.type == "cpu" and w.dtype == torch.float32 and not w.requires_grad]
     originals = [w.data for w in held]
     for w in held:
         w.data = w.data.to(dtype)
