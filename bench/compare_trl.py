@@ -11,9 +11,12 @@ loss on every token). Each run is its own process (peak memory is per run); runs
 alternate agentsft / TRL so that drifts of a shared machine hit both alike.
 
 Printed per run and as medians: real (non-padding) tokens per second over the whole
-``train()`` call, peak resident memory, and agentsft's useful FLOP/s (4 x parameters per
-token for LoRA: forward, and the backward pass through activations) as a fraction of the
-bf16 matrix-product rate measured in the same invocation. Needs ``pip install trl``.
+``train()`` call (the examples' tokens, for both), peak resident memory, and agentsft's
+useful FLOP/s (4 x parameters per token the model computed, for LoRA: forward, and the
+backward pass through activations; a prompt prefix that examples of a batch share is
+computed, and counted, once) as a fraction of the bf16 matrix-product rate measured in
+the same invocation. ``--set`` passes config overrides to agentsft (its defaults
+otherwise). Needs ``pip install trl``.
 """
 
 from __future__ import annotations
@@ -43,10 +46,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_agentsft(data: Path, out: Path) -> dict:
+def run_agentsft(data: Path, out: Path, overrides: list[str] = ()) -> dict:
     from agentsft import config
     from agentsft.train import train
-    cfg = config.load(flags={
+    cfg = config.load(overrides=overrides, flags={
         "data.train": [str(data)], "data.val_fraction": 0, "data.max_length": 2048,
         "training.output": str(out), "training.epochs": 1, "training.batch_size": BATCH,
         "training.learning_rate": LR, "training.save_every": 10 ** 6,
@@ -55,7 +58,7 @@ def run_agentsft(data: Path, out: Path) -> dict:
     result = train(cfg)
     params = sum(p.numel() for p in result.model.parameters())
     return {"tokens": result.tokens, "seconds": result.seconds, "params": params,
-            "steps": result.steps}
+            "steps": result.steps, "computed_tokens": result.computed_tokens}
 
 
 def run_trl(data: Path, out: Path) -> dict:
@@ -97,16 +100,18 @@ def run_trl(data: Path, out: Path) -> dict:
                          "max_length": args.max_length}}
 
 
-def worker(kind: str, data: Path) -> None:
+def worker(kind: str, data: Path, overrides: list[str]) -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        row = (run_agentsft if kind == "agentsft" else run_trl)(data, Path(tmp) / "run")
+        out = Path(tmp) / "run"
+        row = run_agentsft(data, out, overrides) if kind == "agentsft" else run_trl(data, out)
     row.update(kind=kind, tokens_per_s=row["tokens"] / row["seconds"], peak_rss_mb=peak_rss_mb())
     print("RESULT " + json.dumps(row), flush=True)
 
 
-def launch(kind: str, data: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--data", str(data)],
+def launch(kind: str, data: Path, overrides: list[str]) -> dict:
+    sets = [a for item in overrides for a in ("--set", item)]
+    proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--data", str(data), *sets],
                           capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -119,10 +124,12 @@ def main() -> None:
     p.add_argument("--data", default=str(HERE.parent / "examples" / "tools.jsonl"))
     p.add_argument("--examples", type=int, default=32, help="first N conversations (default 32)")
     p.add_argument("--rounds", type=int, default=3, help="alternating agentsft/TRL pairs")
+    p.add_argument("--set", action="append", default=[], metavar="GROUP.KEY=VALUE",
+                   help="an agentsft config override, e.g. --set training.group_by_prefix=false")
     p.add_argument("--worker", choices=("agentsft", "trl"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        return worker(args.worker, Path(args.data))
+        return worker(args.worker, Path(args.data), args.set)
     with tempfile.TemporaryDirectory() as tmp:
         subset = Path(tmp) / "subset.jsonl"
         lines = [line for line in Path(args.data).read_text().splitlines() if line.strip()]
@@ -131,18 +138,24 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"agentsft": [], "trl": []}
         for r in range(args.rounds):
             for kind in ("agentsft", "trl"):
-                row = launch(kind, subset)
+                row = launch(kind, subset, args.set)
                 runs[kind].append(row)
+                computed = (f" ({row['computed_tokens']} computed)"
+                            if row.get("computed_tokens", row["tokens"]) != row["tokens"] else "")
                 print(f"round {r + 1} {kind:8s} {row['tokens_per_s']:7.1f} tokens/s  "
-                      f"{row['seconds']:6.1f} s  {row['tokens']} tokens  "
+                      f"{row['seconds']:6.1f} s  {row['tokens']} tokens{computed}  "
                       f"peak {row['peak_rss_mb'] / 1024:.2f} GB", flush=True)
         peak = max(peak, matmul_gflops(torch.bfloat16))
     med = {k: statistics.median(r["tokens_per_s"] for r in v) for k, v in runs.items()}
     params = runs["agentsft"][0]["params"]
-    useful = med["agentsft"] * 4 * params / 1e9
+    # FLOPs the model really ran: a prefix several examples share is computed once.
+    computed = statistics.median(r["computed_tokens"] / r["seconds"] for r in runs["agentsft"])
+    useful = computed * 4 * params / 1e9
     summary = {
         "examples": args.examples, "rounds": args.rounds, "data": args.data,
+        "agentsft_overrides": args.set,
         "agentsft_tokens_per_s": round(med["agentsft"], 1), "trl_tokens_per_s": round(med["trl"], 1),
+        "agentsft_computed_tokens_per_s": round(computed, 1),
         "ratio": round(med["agentsft"] / med["trl"], 2),
         "agentsft_peak_gb": round(max(r["peak_rss_mb"] for r in runs["agentsft"]) / 1024, 2),
         "trl_peak_gb": round(max(r["peak_rss_mb"] for r in runs["trl"]) / 1024, 2),

@@ -76,6 +76,43 @@ def test_a_packed_row_attends_within_each_segment():
                                        msg=f"{name} of segment {a}:{b}")
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "recomputed"])
+def test_segments_that_continue_a_shared_prefix_see_it_whole(keep, monkeypatch):
+    """A row [prefix, suffix 1, suffix 2, other]: each suffix gets the outputs of causal
+    SDPA over prefix + suffix as one sequence, and the prefix's gradients are the sums
+    over both suffixes (and its own queries); float32 to 1e-5. The prefix and the second
+    suffix cross the chunk size."""
+    from agentsft.attention import packed_causal_attention
+    monkeypatch.setattr(attention, "KEEP_BYTES", 2 ** 40 if keep else 0)
+    p, n1, n2, n3 = attention.CHUNK + 9, 40, attention.CHUNK + 3, 30
+    bounds = [0, p, p + n1, p + n1 + n2, p + n1 + n2 + n3]
+    contexts = [(0, 0), (0, p), (0, p), (0, 0)]
+    gen = torch.Generator().manual_seed(5)
+    q, grad = (torch.randn(6, bounds[-1], 16, generator=gen) for _ in range(2))
+    k, v = (torch.randn(2, bounds[-1], 16, generator=gen) for _ in range(2))
+    ours = outputs_and_grads(lambda q, k, v: packed_causal_attention(q, k, v, bounds,
+                                                                     contexts=contexts),
+                             q, k, v, grad.transpose(0, 1))
+    ours = (ours[0].transpose(0, 1),) + ours[1:]
+    # The reference: each sequence alone, with the gradient flowing in only at its own
+    # queries (a suffix's sequence starts with the prefix's rows, which are not its own).
+    want = [torch.zeros_like(t) for t in (q, q, k, v)]
+    prefix = list(range(p))
+    for rows, own in ((prefix, 0), (prefix + list(range(bounds[1], bounds[2])), p),
+                      (prefix + list(range(bounds[2], bounds[3])), p),
+                      (list(range(bounds[3], bounds[4])), 0)):
+        rows = torch.tensor(rows)
+        g = grad[:, rows].clone()
+        g[:, :own] = 0
+        ref = outputs_and_grads(reference, q[:, rows], k[:, rows], v[:, rows], g)
+        want[0][:, rows[own:]] = ref[0][:, own:]
+        want[1][:, rows[own:]] = ref[1][:, own:]
+        want[2][:, rows] += ref[2]
+        want[3][:, rows] += ref[3]
+    for name, x, y in zip(("output", "dq", "dk", "dv"), ours, want):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5 * y.abs().max().item(), msg=name)
+
+
 def test_bounds_that_do_not_cover_the_row_are_refused():
     from agentsft.attention import packed_causal_attention
     with pytest.raises(ValueError, match="do not split a row of 10 tokens"):

@@ -150,3 +150,98 @@ def test_packing_stays_on_for_a_bf16_model(tiny_model):
             layer.self_attn.q_proj.weight.mul_(8)
     packed, _ = start_packing(model, True)
     assert packed
+
+
+def test_examples_that_begin_alike_hold_their_untrained_prefix_once(rows):
+    """rows 0 and 2 are the same tool chat (2 cut after the calls): they share their
+    system and user turns up to the token that predicts the first trained one."""
+    from agentsft.packing import represented_tokens, shareable
+    n = shareable(rows[0])
+    assert n == shareable(rows[2]) and rows[0]["input_ids"][:n + 1] == rows[2]["input_ids"][:n + 1]
+    assert rows[0]["labels"][n + 1] != IGNORE_INDEX and set(rows[0]["labels"][:n + 1]) == {IGNORE_INDEX}
+    batch = PackedCollator(share=True)(rows)
+    lengths = [len(r["input_ids"]) for r in rows]
+    # [shared prefix, rest of 0, rest of 2, all of 1]: the group in the order of its first
+    assert batch["cu_seq_lens_q"].tolist() == [0, n, lengths[0], lengths[0] + lengths[2] - n,
+                                               sum(lengths) - n]
+    assert batch["segment_context"].tolist() == [[0, 0], [0, n], [0, n], [0, 0]]
+    assert batch["position_ids"][0].tolist() == [
+        *range(lengths[0]), *range(n, lengths[2]), *range(lengths[1])]
+    assert represented_tokens(batch) == sum(lengths)
+    trained = sum(sum(1 for x in r["labels"][1:] if x != IGNORE_INDEX) for r in rows)
+    assert int((batch["labels"] != IGNORE_INDEX).sum()) == trained
+    assert "segment_context" not in PackedCollator()(rows)
+
+
+def test_a_shared_prefix_gives_the_loss_and_gradients_of_one_by_one(model, rows):
+    """Float32, 1e-5 relative, as for packing: the rest of each example sees the shared
+    prefix at the positions it had, and the prefix's gradients sum over both."""
+    alone = [PadCollator(0)([r]) for r in rows]
+    loss_1, grads_1 = loss_and_grads(model, alone)
+    use_segment_attention(model)
+    shared = PackedCollator(share=True)(rows)
+    assert "segment_context" in shared
+    loss_s, grads_s = loss_and_grads(model, [shared])
+    assert loss_s == pytest.approx(loss_1, rel=1e-5)
+    for g1, gs in zip(grads_1, grads_s):
+        torch.testing.assert_close(gs, g1, rtol=1e-5, atol=1e-5 * g1.abs().max().item())
+
+
+def test_a_trained_token_ends_what_examples_may_share(rows):
+    """A prefix is shared only up to the position before the first trained token of each
+    example: training a token of the system turn in one example stops sharing there."""
+    from agentsft.packing import shared_prefixes
+    first = dict(rows[0], labels=list(rows[0]["labels"]))
+    first["labels"][40] = first["input_ids"][40]
+    groups = shared_prefixes([first, rows[1], rows[2]])
+    assert [(n, len(m)) for n, m in groups] == [(39, 2), (0, 1)]
+    first["labels"][10] = first["input_ids"][10]  # under MIN_SHARED left: each alone
+    assert [n for n, _ in shared_prefixes([first, rows[2]])] == [0, 0]
+
+
+def drops_segment_context(module, query, key, value, attention_mask, **kw):
+    """Attention that never sees ``segment_context``, as a model whose attention module
+    does not pass its keyword arguments on would."""
+    from agentsft.packing import segment_sdpa
+    kw.pop("segment_context", None)
+    return segment_sdpa(module, query, key, value, attention_mask, **kw)
+
+
+def test_sharing_is_used_only_where_the_attention_sees_the_prefix(model):
+    from agentsft.packing import sharing_is_exact
+    assert not sharing_is_exact(model)  # sdpa: nothing reads segment_context
+    use_segment_attention(model)
+    assert sharing_is_exact(model)
+    AttentionInterface.register(ATTENTION, drops_segment_context)
+    try:
+        assert not sharing_is_exact(model)
+    finally:
+        from agentsft.packing import register
+        register()
+
+
+def test_prefix_grouped_batches_hold_examples_that_begin_alike(monkeypatch):
+    """Three prompts, eight examples each, batches of 4: every batch holds one prompt's
+    examples; each epoch is a new order of all 24; examples with nothing to share
+    (a trained token within the first 16) stay in plain random order."""
+    from agentsft.packing import PrefixGroupedSampler
+    prompts = [[p] * 70 for p in (11, 12, 13)]
+    rows = [{"input_ids": prompts[i % 3] + [i], "labels": [IGNORE_INDEX] * 70 + [i]}
+            for i in range(24)]
+    torch.manual_seed(0)
+    sampler = PrefixGroupedSampler(rows, batch_size=4)
+    epochs = [list(sampler), list(sampler)]
+    for order in epochs:
+        assert sorted(order) == list(range(24))
+        batches = [order[j:j + 4] for j in range(0, 24, 4)]
+        assert all(len({i % 3 for i in b}) == 1 for b in batches), batches
+    assert epochs[0] != epochs[1]
+    alone = [{"input_ids": r["input_ids"], "labels": [IGNORE_INDEX] + r["input_ids"][1:]}
+             for r in rows]
+    torch.manual_seed(0)
+    order = list(PrefixGroupedSampler(alone, batch_size=4))
+    torch.manual_seed(0)  # the same draw: the batches are slices of that permutation
+    seed = int(torch.empty((), dtype=torch.int64).random_())
+    perm = torch.randperm(24, generator=torch.Generator().manual_seed(seed)).tolist()
+    slices = {tuple(perm[j:j + 4]) for j in range(0, 24, 4)}
+    assert {tuple(order[j:j + 4]) for j in range(0, 24, 4)} == slices

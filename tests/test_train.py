@@ -224,6 +224,37 @@ def test_loss_is_averaged_over_trained_tokens_of_the_whole_accumulated_batch(tin
     torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-4, atol=0)
 
 
+def test_a_shared_system_prompt_is_computed_once_with_the_same_losses(tiny_model, data,
+                                                                      tmp_path, monkeypatch,
+                                                                      capsys):
+    """Two system prompts, four chats each, batches of 4 grouped by prompt: each batch
+    holds its prompt once. The loss curve (float32) and the token count equal those of
+    the same batches with every prompt held once per example."""
+    prompts = ["You are Quill, a terse librarian. Answer with the codeword only, no "
+               "greeting, no explanation, nothing else.",
+               "You are Brook, a cheerful guide. Say the codeword in one short sentence and "
+               "stop there."]
+    chats = tmp_path / "prompted.jsonl"
+    chats.write_text("".join(json.dumps({"messages": [{"role": "system", "content": prompts[i % 2]},
+                                                      *chat(i, w)["messages"]]}) + "\n"
+                             for i, w in enumerate(WORDS)))
+    common = {"training.max_steps": 4, "training.precision": "fp32", "training.eval_every": 0,
+              "data.val": [], "data.val_fraction": 0, "training.batch_size": 4,
+              "training.group_by_prefix": True}
+    data = {"train": chats, "val": chats}
+    shared = train(settings(tiny_model, data, tmp_path / "shared", **common))
+    assert "hold them once" in capsys.readouterr().err
+    from agentsft.packing import PackedCollator
+    monkeypatch.setattr("agentsft.train.PackedCollator", lambda share: PackedCollator(False))
+    held = train(settings(tiny_model, data, tmp_path / "each", **common))
+    assert shared.tokens == held.tokens == held.computed_tokens
+    assert shared.computed_tokens < 0.8 * shared.tokens  # each batch held one prompt once
+    a = [r["loss"] for r in metrics(shared.run.root) if "loss" in r]
+    b = [r["loss"] for r in metrics(held.run.root) if "loss" in r]
+    assert len(a) == 4
+    torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-4, atol=0)
+
+
 def test_head_on_trained_positions_gives_the_standard_loss_and_gradients(tiny_model, tokenizer):
     from transformers import AutoModelForCausalLM, TrainingArguments
 

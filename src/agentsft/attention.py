@@ -51,23 +51,25 @@ class CausalAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                scale: float, bounds: tuple[int, ...]) -> torch.Tensor:
+                scale: float, bounds: tuple[int, ...],
+                contexts: tuple[tuple[int, int], ...]) -> torch.Tensor:
         heads, _, d = q.shape
         k, v = k.contiguous(), v.contiguous()
         qs = (q * scale).view(k.shape[0], heads // k.shape[0], -1, d)
         out = torch.empty_like(qs)
         kept, keeps = [], []
-        for s, e in zip(bounds, bounds[1:]):
-            n = e - s
-            keep = heads * n * (n + CHUNK) / 2 * q.element_size() <= KEEP_BYTES
+        for (s, e), (cs, ce) in zip(zip(bounds, bounds[1:]), contexts):
+            n, c = e - s, ce - cs
+            keep = heads * n * (c + (n + CHUNK) / 2) * q.element_size() <= KEEP_BYTES
             keeps.append(keep)
+            ks, vs = with_context(k, s, e, cs, ce), with_context(v, s, e, cs, ce)
             for a, b, rows in chunks(qs[:, :, s:e]):
-                p = probabilities(rows, k[:, s:e], a, b)
-                out[:, :, s + a:s + b] = torch.bmm(p, v[:, s:s + b]).view(k.shape[0], -1, b - a, d)
+                p = probabilities(rows, ks, c + a, c + b)
+                out[:, :, s + a:s + b] = torch.bmm(p, vs[:, :c + b]).view(k.shape[0], -1, b - a, d)
                 if keep:
                     kept.append(p)
         ctx.save_for_backward(qs, k, v, out, *kept)
-        ctx.scale, ctx.bounds, ctx.keeps = scale, bounds, keeps
+        ctx.scale, ctx.bounds, ctx.contexts, ctx.keeps = scale, bounds, contexts, keeps
         return out.view(heads, -1, d).transpose(0, 1).contiguous()
 
     @staticmethod
@@ -82,22 +84,37 @@ class CausalAttention(torch.autograd.Function):
         pad = -(d + 2) % 16  # zero columns: the inner size a multiple of 16 (66 -> 80)
         v_aug = torch.cat([v, v.new_ones(kv, v.shape[1], 2), v.new_zeros(kv, v.shape[1], pad)], -1)
         kept = iter(kept)
-        for (s, e), keep in zip(zip(ctx.bounds, ctx.bounds[1:]), ctx.keeps):
-            ks, vs, dks, dvs = k[:, s:e], v_aug[:, s:e], dk[:, s:e], dv[:, s:e]
+        for (s, e), (cs, ce), keep in zip(zip(ctx.bounds, ctx.bounds[1:]), ctx.contexts, ctx.keeps):
+            c = ce - cs
+            ks, vs = with_context(k, s, e, cs, ce), with_context(v_aug, s, e, cs, ce)
+            # A segment that also sees a shared context sums its key/value gradients apart,
+            # then hands the context's part to the context's own rows.
+            dks = dk.new_zeros(kv, c + e - s, d) if c else dk[:, s:e]
+            dvs = dv.new_zeros(kv, c + e - s, d) if c else dv[:, s:e]
             for a, b, rows in chunks(qs[:, :, s:e]):
-                p = next(kept) if keep else probabilities(rows, ks, a, b)
+                p = next(kept) if keep else probabilities(rows, ks, c + a, c + b)
                 g = grad[:, :, s + a:s + b].reshape(rows.shape)
-                dvs[:, :b] += torch.bmm(p.transpose(1, 2), g)
+                dvs[:, :c + b] += torch.bmm(p.transpose(1, 2), g)
                 o = out[:, :, s + a:s + b].reshape(rows.shape)
                 delta = (g.float() * o.float()).sum(-1, keepdim=True)
                 hi = delta.to(g.dtype)
                 g_aug = torch.cat([g, -hi, -(delta - hi.float()).to(g.dtype),
                                    g.new_zeros(*g.shape[:-1], pad)], -1)
-                dscores = p * torch.bmm(g_aug, vs[:, :b].transpose(1, 2))
-                dq[:, :, s + a:s + b] = torch.bmm(dscores, ks[:, :b]).view(kv, groups, b - a, d)
-                dks[:, :b] += torch.bmm(dscores.transpose(1, 2), rows)
+                dscores = p * torch.bmm(g_aug, vs[:, :c + b].transpose(1, 2))
+                dq[:, :, s + a:s + b] = torch.bmm(dscores, ks[:, :c + b]).view(kv, groups, b - a, d)
+                dks[:, :c + b] += torch.bmm(dscores.transpose(1, 2), rows)
+            if c:
+                for full, part in ((dk, dks), (dv, dvs)):
+                    full[:, cs:ce] += part[:, :c]
+                    full[:, s:e] += part[:, c:]
         return ((dq * ctx.scale).view(kv * groups, -1, d), dk.to(k.dtype), dv.to(v.dtype),
-                None, None)
+                None, None, None)
+
+
+def with_context(x: torch.Tensor, s: int, e: int, cs: int, ce: int) -> torch.Tensor:
+    """The keys (or values) segment s..e attends to: its own, after those of its shared
+    context cs..ce when it has one."""
+    return x[:, s:e] if cs == ce else torch.cat([x[:, cs:ce], x[:, s:e]], 1)
 
 
 def chunks(qs: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
@@ -119,14 +136,20 @@ def probabilities(rows: torch.Tensor, k: torch.Tensor, a: int, b: int) -> torch.
 
 
 def packed_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                            bounds: list[int], scale: float | None = None) -> torch.Tensor:
+                            bounds: list[int], scale: float | None = None,
+                            contexts: list[tuple[int, int]] | None = None) -> torch.Tensor:
     """Causal attention within each segment ``bounds[i]:bounds[i + 1]`` of a row: q
-    (heads, T, d), k and v (kv_heads, T, d); returns (T, heads, d). Under autocast it runs
-    in the autocast dtype, as SDPA would."""
+    (heads, T, d), k and v (kv_heads, T, d); returns (T, heads, d). ``contexts[i]``, a
+    range (start, end) of the row or (0, 0), is a shared prefix segment i continues: its
+    queries see all of those keys, as if they stood just before its own. Under autocast it
+    runs in the autocast dtype, as SDPA would."""
     if q.shape[0] % k.shape[0]:
         raise ValueError(f"{q.shape[0]} query heads do not share {k.shape[0]} key/value heads")
     if bounds[0] != 0 or bounds[-1] != q.shape[1] or any(a >= b for a, b in zip(bounds, bounds[1:])):
         raise ValueError(f"segment bounds {bounds} do not split a row of {q.shape[1]} tokens")
+    contexts = [(0, 0)] * (len(bounds) - 1) if contexts is None else [tuple(c) for c in contexts]
+    if len(contexts) != len(bounds) - 1 or any(not 0 <= a <= b <= q.shape[1] for a, b in contexts):
+        raise ValueError(f"contexts {contexts} are not one range of the row per segment {bounds}")
     device = q.device.type
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
@@ -135,7 +158,7 @@ def packed_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         raise ValueError(f"query, key and value differ in dtype: {q.dtype}, {k.dtype}, {v.dtype}")
     with torch.autocast(device, enabled=False):  # one dtype throughout
         return CausalAttention.apply(q, k, v, q.shape[-1] ** -0.5 if scale is None else scale,
-                                     tuple(bounds))
+                                     tuple(bounds), tuple(contexts))
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

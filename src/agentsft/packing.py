@@ -17,10 +17,19 @@ the model on two short examples (packed in both orders) before training and the 
 falls back to padded batches when the check fails. Nothing is contaminated silently.
 On a CUDA GPU without FlashAttention, ``training.packing: auto`` pads: per-example SDPA
 over packed rows measured slower there than padded batches (``bench/RESULTS.md``).
+
+Agent data repeats itself: the system prompt and tool schemas are most of each example
+(about 700 of 820 tokens in examples/tools.jsonl) and are never trained. With our
+attention, examples of a batch that begin with the same untrained tokens hold them once
+in the row (:func:`shared_prefixes`); the rest of each example sees them, at the positions
+it has alone. Same loss and gradients (test); a batch of four examples with one prompt
+computes about a third of the tokens. ``training.group_by_prefix`` (off by default) also
+batches such examples together when the data mixes a few prompts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,30 +72,147 @@ class PadCollator:
 @dataclass
 class PackedCollator:
     """Concatenates a batch's examples into one row: no padding, positions restarting at
-    each example, and the example boundaries (``cu_seq_lens``) for the attention."""
+    each example, and the example boundaries (``cu_seq_lens``) for the attention.
+
+    With ``share``, examples of the batch that begin with the same untrained tokens (the
+    system prompt and tool schemas of agent data, most of each example) hold them once:
+    the row is [shared prefix, rest of example 1, rest of example 2, ...], each rest at
+    the positions it has in its example, and ``segment_context`` tells the attention which
+    prefix each segment continues. Same loss, same gradients, fewer tokens computed. Only
+    our attention (:func:`segment_sdpa`) reads ``segment_context``; train.py checks the
+    model with :func:`sharing_is_exact` before it turns this on."""
+
+    share: bool = False
 
     def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
-        ids, labels, positions, bounds = [], [], [], [0]
-        for r in rows:
-            n = len(r["input_ids"])
-            ids += r["input_ids"]
-            # An example's first token must not be trained as the continuation of the one
-            # before it: the loss shifts labels by one across the whole row.
-            labels += [IGNORE_INDEX] + list(r["labels"][1:])
-            positions += range(n)
-            bounds.append(bounds[-1] + n)
+        ids, labels, positions, bounds, contexts = [], [], [], [0], []
+
+        def add(tokens: list[int], targets: list[int], start: int, context: tuple[int, int]):
+            ids.extend(tokens)
+            # A segment's first token must not be trained as the continuation of the one
+            # before it in the row: the loss shifts labels by one across the whole row.
+            labels.extend([IGNORE_INDEX] + list(targets[1:]))
+            positions.extend(range(start, start + len(tokens)))
+            bounds.append(bounds[-1] + len(tokens))
+            contexts.append(context)
+
+        for length, members in shared_prefixes(rows) if self.share else [(0, [r]) for r in rows]:
+            context = (0, 0)
+            if length:
+                add(members[0]["input_ids"][:length], members[0]["labels"][:length], 0, (0, 0))
+                context = (bounds[-2], bounds[-1])
+            for r in members:
+                add(r["input_ids"][length:], r["labels"][length:], length, context)
         cu = torch.tensor(bounds, dtype=torch.int32)
         longest = max(b - a for a, b in zip(bounds, bounds[1:]))
-        return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-                "position_ids": torch.tensor([positions]),
-                "cu_seq_lens_q": cu, "cu_seq_lens_k": cu,
-                "max_length_q": longest, "max_length_k": longest}
+        batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+                 "position_ids": torch.tensor([positions]),
+                 "cu_seq_lens_q": cu, "cu_seq_lens_k": cu,
+                 "max_length_q": longest, "max_length_k": longest}
+        if any(a != b for a, b in contexts):
+            batch["segment_context"] = torch.tensor(contexts, dtype=torch.int32)
+        return batch
+
+
+MIN_SHARED = 16
+"""Shortest prefix worth holding once (each shared prefix is one more attention segment)."""
+
+
+def shareable(row: dict[str, list[int]]) -> int:
+    """How many leading tokens of an example another could share: none of them may be
+    trained, nor predict a trained token (the shared copy predicts only what follows it
+    in the row, and that is no example's own next token)."""
+    trained = (i for i, t in enumerate(row["labels"]) if i and t != IGNORE_INDEX)
+    return next(trained, len(row["labels"])) - 1
+
+
+def common_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def shared_prefixes(rows: list[dict[str, list[int]]]) -> list[tuple[int, list[dict]]]:
+    """Groups of a batch's examples with the length of the prefix they share (0: an
+    example alone), in the order of each group's first example. Each example joins the
+    group where it saves the most tokens."""
+    groups: list[list] = []  # [shared length, members]
+    for r in rows:
+        best, saved, length = None, 0, 0
+        for g in groups:
+            n = min(g[0], shareable(r), common_length(g[1][0]["input_ids"], r["input_ids"]))
+            gain = len(g[1]) * n - (len(g[1]) - 1) * g[0]  # tokens saved, after - before
+            if n >= MIN_SHARED and gain > saved:
+                best, saved, length = g, gain, n
+        if best is None:
+            groups.append([shareable(r), [r]])
+        else:
+            best[0] = length
+            best[1].append(r)
+    return [(n if len(members) > 1 else 0, members) for n, members in groups]
+
+
+GROUP_KEY = 64
+"""Examples whose first this-many tokens (all untrained) agree are batched together by
+:class:`PrefixGroupedSampler`."""
+MEGABATCH = 16
+"""Batches regrouped together: a random slice of this many batches is reordered so that
+examples beginning alike meet; the slices and the batches' order stay random."""
+
+
+class PrefixGroupedSampler(torch.utils.data.Sampler):
+    """A random order of the examples in which each batch's examples tend to begin alike,
+    so that :class:`PackedCollator` holds their shared prompt once. Each epoch: a random
+    permutation, cut into slices of ``MEGABATCH`` batches; in each slice the examples are
+    grouped by their first ``GROUP_KEY`` untrained tokens (groups in order of first
+    appearance, random within), cut into batches, and the batches shuffled. Data with one
+    system prompt, or none alike, keeps a plain random order."""
+
+    def __init__(self, rows: Any, batch_size: int):
+        self.keys = [tuple(r["input_ids"][:min(shareable(r), GROUP_KEY)])
+                     if shareable(r) >= MIN_SHARED else i for i, r in enumerate(rows)]
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __iter__(self) -> Iterator[int]:
+        seed = int(torch.empty((), dtype=torch.int64).random_())  # as RandomSampler draws
+        gen = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(self.keys), generator=gen).tolist()
+        size = self.batch_size * MEGABATCH
+        for start in range(0, len(order), size):
+            part = order[start:start + size]
+            first: dict[Any, int] = {}
+            for rank, i in enumerate(part):
+                first.setdefault(self.keys[i], rank)
+            part.sort(key=lambda i: first[self.keys[i]])
+            batches = [part[j:j + self.batch_size] for j in range(0, len(part), self.batch_size)]
+            full = len(part) // self.batch_size  # a short last batch stays last
+            for b in torch.randperm(full, generator=gen).tolist() + list(range(full, len(batches))):
+                yield from batches[b]
+
+
+def represented_tokens(batch: dict[str, Any]) -> int:
+    """The tokens of the examples a collated batch holds: its length, with every shared
+    prefix counted once per example that continues it (as one by one would count it)."""
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    held = batch["input_ids"].numel()
+    if "segment_context" not in batch:
+        return held
+    contexts = [(a, b) for a, b in batch["segment_context"].tolist() if a != b]
+    return held + sum(b - a for a, b in contexts) - sum(b - a for a, b in set(contexts))
 
 
 def segment_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
                  value: torch.Tensor, attention_mask: torch.Tensor | None,
                  dropout: float = 0.0, scaling: float | None = None,
-                 cu_seq_lens_q: torch.Tensor | None = None, **kwargs: Any
+                 cu_seq_lens_q: torch.Tensor | None = None,
+                 segment_context: torch.Tensor | None = None, **kwargs: Any
                  ) -> tuple[torch.Tensor, None]:
     """Causal attention within each example of a packed row; transformers' SDPA otherwise
     (padded batches, generation with a cache)."""
@@ -107,10 +233,15 @@ def segment_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
     if query.shape[0] != 1:
         raise ValueError(f"a packed batch is one row, got {query.shape[0]}")
     bounds = cu_seq_lens_q.tolist()
-    if query.device.type == "cpu" and not dropout and torch.is_grad_enabled():
-        # Training on CPU: our attention on bf16 matrix products (see attention.py).
+    if segment_context is not None and dropout:
+        raise ValueError("attention dropout with shared prefixes: pack without sharing")
+    if segment_context is not None or (query.device.type == "cpu" and not dropout
+                                       and torch.is_grad_enabled()):
+        # Training on CPU: our attention on bf16 matrix products (see attention.py); and
+        # anywhere a segment continues a shared prefix, which SDPA per segment cannot see.
+        contexts = segment_context.tolist() if segment_context is not None else None
         return packed_causal_attention(query.squeeze(0), key.squeeze(0), value.squeeze(0),
-                                       bounds, scaling).unsqueeze(0), None
+                                       bounds, scaling, contexts).unsqueeze(0), None
     gqa = query.shape[1] != key.shape[1]
     out = [F.scaled_dot_product_attention(
         query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True, scale=scaling,
@@ -137,6 +268,37 @@ def use_segment_attention(model: Any) -> str | None:
     return current if model.config._attn_implementation == ATTENTION else None
 
 
+def packed_logits(model: Any, rows: list[list[int]], share: bool = False,
+                  untrained: int = 0) -> torch.Tensor:
+    """The model's logits (float32) of a packed row of ``rows``, in eval mode and without a
+    KV cache, as in training (with one, transformers does not look for packing); with
+    ``share``, the rows' first ``untrained`` tokens are untrained and may be held once."""
+    device = next(model.parameters()).device
+    collate = PackedCollator(share)
+    batch = collate([{"input_ids": r, "labels": [IGNORE_INDEX] * untrained + r[untrained:]}
+                     for r in rows])
+    batch.pop("labels")
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    was_training = model.training
+    model.eval()
+    try:
+        return model(**batch, use_cache=False).logits[0].float()
+    finally:
+        model.train(was_training)
+
+
+def probe_rows(model: Any, *lengths: int) -> list[list[int]]:
+    vocab = model.get_input_embeddings().weight.shape[0]
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in lengths]
+
+
+def close(got: torch.Tensor, want: torch.Tensor, tol: float) -> bool:
+    """Within ``tol`` of the logits' scale: a leak or a lost context changes them by about
+    that scale; rounding by far less."""
+    return bool(((got - want).abs().max() / want.abs().max().clamp_min(1e-6)) < tol)
+
+
 @torch.no_grad()
 def packing_is_exact(model: Any, tol: float = 0.02) -> bool:
     """Whether the model keeps packed examples apart: two short examples must get the same
@@ -145,31 +307,33 @@ def packing_is_exact(model: Any, tol: float = 0.02) -> bool:
     sees neither. Both rows have the same shape, so the matrix products round alike; a
     comparison with each example run alone (other shapes) also measures rounding, which in
     bf16 through 32 layers of a 4-bit 7B-shaped model (H100) exceeded the tolerance and
-    turned packing off. ``tol`` is relative to the logits' scale; a leak changes them by
-    about that scale."""
-    vocab = model.get_input_embeddings().weight.shape[0]
-    gen = torch.Generator().manual_seed(0)
-    a, b = (torch.randint(0, vocab, (n,), generator=gen).tolist() for n in (5, 7))
-    device = next(model.parameters()).device
-
-    def packed_logits(rows: list[list[int]]) -> torch.Tensor:
-        batch = PackedCollator()([{"input_ids": r, "labels": r} for r in rows])
-        batch.pop("labels")
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        # No KV cache, as in training: with one, transformers does not look for packing.
-        return model(**batch, use_cache=False).logits[0].float()
-
-    was_training = model.training
-    model.eval()
-    try:
-        ab, ba = packed_logits([a, b]), packed_logits([b, a])
-    finally:
-        model.train(was_training)
+    turned packing off."""
+    a, b = probe_rows(model, 5, 7)
+    ab, ba = packed_logits(model, [a, b]), packed_logits(model, [b, a])
     n, m = len(a), len(b)
     first = torch.cat([ab[:n], ba[:m]])  # a first, b first
     second = torch.cat([ba[m:], ab[n:]])  # a second, b second
-    scale = first.abs().max().clamp_min(1e-6)
-    return bool(((second - first).abs().max() / scale) < tol)
+    return close(second, first, tol)
+
+
+@torch.no_grad()
+def sharing_is_exact(model: Any, tol: float = 0.02) -> bool:
+    """Whether the model's attention lets examples share a prefix: two examples that begin
+    with the same untrained tokens must get the same logits after them whether the prefix
+    is held once or once each. A model that dropped ``segment_context`` on the way to its
+    attention would have the second example's rest see nothing before it."""
+    if getattr(model.config, "attention_dropout", 0) or \
+            getattr(model.config, "_attn_implementation", None) != ATTENTION:
+        return False  # our attention has no dropout; others do not read segment_context
+    n = MIN_SHARED  # shared: the tokens before the one that predicts the first trained one
+    prefix, b, c = probe_rows(model, n + 1, 5, 7)
+    a, b = prefix + b, prefix + c
+    twice = packed_logits(model, [a, b])
+    once = packed_logits(model, [a, b], share=True, untrained=n + 1)
+    if once.shape[0] != len(a) + len(b) - n:
+        return False
+    rest = torch.cat([twice[n:len(a)], twice[len(a) + n:]])
+    return close(once[n:], rest, tol)
 
 
 # ---------------------------------------------------------------------------

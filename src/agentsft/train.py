@@ -44,8 +44,9 @@ from agentsft.generate import Generator, Sampling
 from agentsft.files import atomic_file, replace_folder, write_text_atomically
 from agentsft.layers import fast_layers
 from agentsft.packing import (
-    OWN_KERNEL, PackedCollator, PadCollator, packing_is_exact, trained_logits,
-    use_segment_attention,
+    OWN_KERNEL, PackedCollator, PadCollator, PrefixGroupedSampler, packing_is_exact,
+    represented_tokens,
+    sharing_is_exact, trained_logits, use_segment_attention,
 )
 from agentsft.models import (
     RUN_FILE, context_length, fast_bf16, load_model, load_tokenizer, quiet_loading, resolve_device,
@@ -66,7 +67,7 @@ class TrainResult:
     steps: int
     seconds: float
     tokens: int
-    """Non-padding tokens processed (all processes)."""
+    """Non-padding tokens of the examples trained on (all processes)."""
     train_loss: float
     steady_tokens_per_s: float | None = None
     """Tokens/s from the end of the first step to the end of the last: no start-up,
@@ -76,6 +77,9 @@ class TrainResult:
     """The agent template trained with: inference must use the same one."""
     packed: bool = False
     """Whether batches were padding-free rows (``training.packing``) or padded."""
+    computed_tokens: int = 0
+    """Non-padding tokens the model ran on in this process's steps (all processes): fewer
+    than ``tokens`` where examples held a shared prefix once."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -384,7 +388,7 @@ def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool,
         save_total_limit=None,  # rotation is ours: it must keep the best checkpoint too
         report_to="none",
         disable_tqdm=True,
-        include_num_input_tokens_seen="all" if packed else "non_padding",  # packed: no padding
+        include_num_input_tokens_seen="no",  # counted by AgentTrainer.training_step
         average_tokens_across_devices=True,
         remove_unused_columns=False,
         dataloader_num_workers=0,
@@ -397,11 +401,20 @@ def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool,
 
 
 class AgentTrainer(Trainer):
-    def __init__(self, *args, run: RunDir, keep_last: int, best_metric: str, **kwargs):
+    def __init__(self, *args, run: RunDir, keep_last: int, best_metric: str,
+                 group_by_prefix: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.run, self.keep_last, self.best_metric = run, keep_last, best_metric
+        self.group_by_prefix = group_by_prefix
+        self.computed_tokens = 0
         self._staging: Path | None = None
         self.last_loss: float | None = None
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.group_by_prefix:
+            return PrefixGroupedSampler(train_dataset or self.train_dataset,
+                                        self.args.per_device_train_batch_size)
+        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Cross-entropy over the trained tokens, with the output head applied only at the
@@ -422,6 +435,14 @@ class AgentTrainer(Trainer):
         return loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        # The examples' own tokens (no padding; a prefix held once for several examples
+        # counted for each), as the Trainer's own count would see them one by one.
+        mask = inputs.get("attention_mask")
+        held = int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+        tokens = torch.tensor([represented_tokens(inputs), held], device=self.args.device)
+        tokens = self.accelerator.gather(tokens.view(1, 2)).sum(0).tolist()
+        self.state.num_input_tokens_seen += tokens[0]
+        self.computed_tokens += tokens[1]
         loss = super().training_step(model, inputs, num_items_in_batch)
         value = loss.detach().float()
         if world_size() > 1:  # every rank stops together, or one would wait in all-reduce
@@ -703,6 +724,13 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     say(f"model: {cfg.model.name} ({cfg.training.method}), {trainable:,} of {total:,} "
         f"parameters trained ({100 * trainable / total:.2f}%)")
     packed, restore = start_packing(model, t.packing, device)
+    share = packed and sharing_is_exact(model)
+    if share:
+        say("batches: packed rows; examples of a batch that begin with the same untrained "
+            "tokens (system prompt, tool schemas) hold them once")
+    elif t.group_by_prefix:
+        say("note: training.group_by_prefix needs packed rows that hold a shared prefix once "
+            "(not possible with this model or setting); batches keep a plain random order")
     try:
         args = training_arguments(cfg, run, device, bool(val_rows), packed)
     except ValueError as e:  # e.g. an optimizer name transformers does not know
@@ -712,9 +740,10 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     trainer = AgentTrainer(
         model=model, args=args, train_dataset=Rows(train_rows),
         eval_dataset=Rows(val_rows) if val_rows else None,
-        data_collator=PackedCollator() if packed else
+        data_collator=PackedCollator(share) if packed else
         PadCollator(tokenizer.pad_token_id, 8 if device.startswith("cuda") else 1),
-        callbacks=[log], run=run, keep_last=t.keep_last, best_metric=t.best_metric)
+        callbacks=[log], run=run, keep_last=t.keep_last, best_metric=t.best_metric,
+        group_by_prefix=share and t.group_by_prefix)
     log.trainer = trainer
     if cfg.eval.tool_eval_every and val_convs:
         trainer.add_callback(ToolEval(trainer, tokenizer, template, val_convs, cfg))
@@ -741,7 +770,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         model.set_attn_implementation(restore)
     done = TrainResult(run, model, trainer.state.global_step, seconds,
                        trainer.state.num_input_tokens_seen - tokens0, result.training_loss,
-                       log.steady_rate(), tokenizer, template, packed)
+                       log.steady_rate(), tokenizer, template, packed, trainer.computed_tokens)
     if is_main():
         save_outputs(trainer, tokenizer, cfg, template.name, run)
         plot_losses(run)
