@@ -178,10 +178,12 @@ class TrainingOptions:
     cannot). Same loss and gradients as padded batches, without the padding's work.
     ``auto``: packed, except on a CUDA GPU without FlashAttention, where padded batches
     were faster (``bench/RESULTS.md``); ``true`` packs there too."""
-    group_by_prefix: bool = False
+    group_by_prefix: bool = True
     """With packed batches, batch examples that begin with the same untrained tokens (a
-    system prompt and tool schemas) together, so each batch computes them once: far fewer
-    tokens computed when the data mixes a few prompts; a shuffled but different order."""
+    system prompt and tool schemas) together, so that each batch computes them once: 38%
+    fewer tokens computed on examples/tools.jsonl (seven prompts). Examples are regrouped
+    only within random slices of 16 batches, and the batches are shuffled. ``false``: plain
+    random batches (data with one prompt gets those anyway)."""
     group_by_length: bool = False
     """With padded batches (``packing: false``), batch examples of similar length together:
     far less padding when lengths vary, in a shuffled but different order."""

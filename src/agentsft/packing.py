@@ -23,7 +23,7 @@ Agent data repeats itself: the system prompt and tool schemas are most of each e
 attention, examples of a batch that begin with the same untrained tokens hold them once
 in the row (:func:`shared_prefixes`); the rest of each example sees them, at the positions
 it has alone. Same loss and gradients (test); a batch of four examples with one prompt
-computes about a third of the tokens. ``training.group_by_prefix`` (off by default) also
+computes about a third of the tokens. ``training.group_by_prefix`` (on by default) also
 batches such examples together when the data mixes a few prompts.
 """
 
@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from agentsft.attention import cached_attention, packed_causal_attention
+from agentsft.caches import common_prefix
 from agentsft.data.tokenize import IGNORE_INDEX
 
 ATTENTION = "agentsft_segments"
@@ -126,15 +127,6 @@ def shareable(row: dict[str, list[int]]) -> int:
     return next(trained, len(row["labels"])) - 1
 
 
-def common_length(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def shared_prefixes(rows: list[dict[str, list[int]]]) -> list[tuple[int, list[dict]]]:
     """Groups of a batch's examples with the length of the prefix they share (0: an
     example alone), in the order of each group's first example. Each example joins the
@@ -143,7 +135,7 @@ def shared_prefixes(rows: list[dict[str, list[int]]]) -> list[tuple[int, list[di
     for r in rows:
         best, saved, length = None, 0, 0
         for g in groups:
-            n = min(g[0], shareable(r), common_length(g[1][0]["input_ids"], r["input_ids"]))
+            n = min(g[0], shareable(r), common_prefix(g[1][0]["input_ids"], r["input_ids"]))
             gain = len(g[1]) * n - (len(g[1]) - 1) * g[0]  # tokens saved, after - before
             if n >= MIN_SHARED and gain > saved:
                 best, saved, length = g, gain, n

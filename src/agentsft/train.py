@@ -412,8 +412,12 @@ class AgentTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         if self.group_by_prefix:
+            # Grouped by the batch of all processes together: rank r takes the r-th part
+            # of each, so every process's batch holds examples that begin alike, and the
+            # order is the same as one process with that whole batch.
             return PrefixGroupedSampler(train_dataset or self.train_dataset,
-                                        self.args.per_device_train_batch_size)
+                                        self.args.per_device_train_batch_size
+                                        * self.accelerator.num_processes)
         return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -727,10 +731,12 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     share = packed and sharing_is_exact(model)
     if share:
         say("batches: packed rows; examples of a batch that begin with the same untrained "
-            "tokens (system prompt, tool schemas) hold them once")
-    elif t.group_by_prefix:
-        say("note: training.group_by_prefix needs packed rows that hold a shared prefix once "
-            "(not possible with this model or setting); batches keep a plain random order")
+            "tokens (system prompt, tool schemas) hold them once"
+            + (", and are batched together (training.group_by_prefix=false: plain random "
+               "batches)" if t.group_by_prefix else ""))
+    elif packed and t.group_by_prefix:
+        say("note: this model's attention cannot see a prefix held once for several examples; "
+            "batches keep a plain random order (training.group_by_prefix=false silences this)")
     try:
         args = training_arguments(cfg, run, device, bool(val_rows), packed)
     except ValueError as e:  # e.g. an optimizer name transformers does not know
