@@ -155,7 +155,7 @@ def test_packing_stays_on_for_a_bf16_model(tiny_model):
 def test_examples_that_begin_alike_hold_their_untrained_prefix_once(rows):
     """rows 0 and 2 are the same tool chat (2 cut after the calls): they share their
     system and user turns up to the token that predicts the first trained one."""
-    from agentsft.packing import represented_tokens, shareable
+    from agentsft.packing import shareable, token_counts
     n = shareable(rows[0])
     assert n == shareable(rows[2]) and rows[0]["input_ids"][:n + 1] == rows[2]["input_ids"][:n + 1]
     assert rows[0]["labels"][n + 1] != IGNORE_INDEX and set(rows[0]["labels"][:n + 1]) == {IGNORE_INDEX}
@@ -167,7 +167,7 @@ def test_examples_that_begin_alike_hold_their_untrained_prefix_once(rows):
     assert batch["segment_context"].tolist() == [[0, 0], [0, n], [0, n], [0, 0]]
     assert batch["position_ids"][0].tolist() == [
         *range(lengths[0]), *range(n, lengths[2]), *range(lengths[1])]
-    assert represented_tokens(batch) == sum(lengths)
+    assert token_counts(batch) == (sum(lengths), sum(lengths) - n)
     trained = sum(sum(1 for x in r["labels"][1:] if x != IGNORE_INDEX) for r in rows)
     assert int((batch["labels"] != IGNORE_INDEX).sum()) == trained
     assert "segment_context" not in PackedCollator()(rows)

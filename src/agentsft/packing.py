@@ -133,14 +133,14 @@ def shared_prefixes(rows: list[dict[str, list[int]]]) -> list[tuple[int, list[di
     group where it saves the most tokens."""
     groups: list[list] = []  # [shared length, members]
     for r in rows:
-        best, saved, length = None, 0, 0
+        best, saved, length, cap = None, 0, 0, shareable(r)
         for g in groups:
-            n = min(g[0], shareable(r), common_prefix(g[1][0]["input_ids"], r["input_ids"]))
+            n = min(g[0], cap, common_prefix(g[1][0]["input_ids"], r["input_ids"]))
             gain = len(g[1]) * n - (len(g[1]) - 1) * g[0]  # tokens saved, after - before
             if n >= MIN_SHARED and gain > saved:
                 best, saved, length = g, gain, n
         if best is None:
-            groups.append([shareable(r), [r]])
+            groups.append([cap, [r]])
         else:
             best[0] = length
             best[1].append(r)
@@ -164,8 +164,9 @@ class PrefixGroupedSampler(torch.utils.data.Sampler):
     system prompt, or none alike, keeps a plain random order."""
 
     def __init__(self, rows: Any, batch_size: int):
-        self.keys = [tuple(r["input_ids"][:min(shareable(r), GROUP_KEY)])
-                     if shareable(r) >= MIN_SHARED else i for i, r in enumerate(rows)]
+        caps = [(r, shareable(r)) for r in rows]
+        self.keys = [tuple(r["input_ids"][:min(cap, GROUP_KEY)]) if cap >= MIN_SHARED else i
+                     for i, (r, cap) in enumerate(caps)]
         self.batch_size = batch_size
 
     def __len__(self) -> int:
@@ -188,16 +189,18 @@ class PrefixGroupedSampler(torch.utils.data.Sampler):
                 yield from batches[b]
 
 
-def represented_tokens(batch: dict[str, Any]) -> int:
-    """The tokens of the examples a collated batch holds: its length, with every shared
-    prefix counted once per example that continues it (as one by one would count it)."""
+def token_counts(batch: dict[str, Any]) -> tuple[int, int]:
+    """(tokens of the examples a collated batch holds, tokens the model runs on), padding
+    left out of both. They differ where examples hold a shared prefix once: the examples'
+    count has it once per example that continues it, as one by one would count it."""
     if "attention_mask" in batch:
-        return int(batch["attention_mask"].sum())
+        held = int(batch["attention_mask"].sum())
+        return held, held
     held = batch["input_ids"].numel()
     if "segment_context" not in batch:
-        return held
+        return held, held
     contexts = [(a, b) for a, b in batch["segment_context"].tolist() if a != b]
-    return held + sum(b - a for a, b in contexts) - sum(b - a for a, b in set(contexts))
+    return held + sum(b - a for a, b in contexts) - sum(b - a for a, b in set(contexts)), held
 
 
 def segment_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,

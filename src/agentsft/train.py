@@ -45,8 +45,7 @@ from agentsft.files import atomic_file, replace_folder, write_text_atomically
 from agentsft.layers import fast_layers
 from agentsft.packing import (
     OWN_KERNEL, PackedCollator, PadCollator, PrefixGroupedSampler, packing_is_exact,
-    represented_tokens,
-    sharing_is_exact, trained_logits, use_segment_attention,
+    sharing_is_exact, token_counts, trained_logits, use_segment_attention,
 )
 from agentsft.models import (
     RUN_FILE, context_length, fast_bf16, load_model, load_tokenizer, quiet_loading, resolve_device,
@@ -439,12 +438,10 @@ class AgentTrainer(Trainer):
         return loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        # The examples' own tokens (no padding; a prefix held once for several examples
-        # counted for each), as the Trainer's own count would see them one by one.
-        mask = inputs.get("attention_mask")
-        held = int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
-        tokens = torch.tensor([represented_tokens(inputs), held], device=self.args.device)
-        tokens = self.accelerator.gather(tokens.view(1, 2)).sum(0).tolist()
+        # Seen: the examples' own tokens (a prefix held once counted for each example, as
+        # the Trainer's count would see them one by one); computed: what the model ran on.
+        tokens = torch.tensor([token_counts(inputs)], device=self.args.device)
+        tokens = self.accelerator.gather(tokens).sum(0).tolist()
         self.state.num_input_tokens_seen += tokens[0]
         self.computed_tokens += tokens[1]
         loss = super().training_step(model, inputs, num_items_in_batch)
