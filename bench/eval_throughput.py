@@ -8,8 +8,9 @@ step capped as ``agentsft eval`` caps it) with batches, with batches but every p
 read in full (no shared prefixes), and one prompt at a time, in the same process, and
 prints one JSON line: prompts/s and generated tokens/s, the ratios to one at a time, and
 how many outputs agree exactly (bf16 kernels of different batch shapes may round
-differently). Then the time to first token of ``agentsft chat``: a fresh
-process answering with one token, cached default model, wall time from launch.
+differently). Then the time to first token of ``agentsft chat`` (bench/chat_ttft.py has
+more rounds and a baseline): a fresh process, cached default model, from launch to the
+reply's first character.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 import torch
+from chat_ttft import chat_flags, first_token_seconds
 
 from agentsft.data.readers import read_conversations
 from agentsft.evaluate import gold_budget, stepwise_steps
@@ -32,13 +33,6 @@ def timed(gen, prompts, limits, batch_size, share=True):
     t = time.perf_counter()
     out = gen.complete_batch(prompts, Sampling(256), batch_size, limits=limits, share_prefixes=share)
     return out, time.perf_counter() - t
-
-
-def chat_first_token_seconds() -> float:
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "agentsft", "chat", "--prompt", "Hello!",
-                    "--max-new-tokens", "1"], check=True, capture_output=True)
-    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -67,7 +61,8 @@ def main() -> None:
         "ratio": round(t_single / t_batched, 2),
         "ratio_without_shared_prefixes": round(t_single / t_unshared, 2),
         "outputs_agreeing": sum(a.text == b.text for a, b in zip(batched, single)),
-        "chat_first_token_s": round(chat_first_token_seconds(), 2),
+        "chat_first_token_s": round(first_token_seconds(
+            [sys.executable, "-m", "agentsft", *chat_flags()])[1], 2),
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}
     print(json.dumps(row), flush=True)
 

@@ -324,6 +324,39 @@ def test_chat_cli_prompt_json_and_interactive(tiny_model):
     assert bad.returncode == 2 and "holds no trained adapter" in bad.stderr
 
 
+def test_chat_builds_its_agent_with_the_collector_paused_then_resumed(tiny_model, monkeypatch):
+    """Start-up runs with no cyclic collection; afterwards collection is back on and what
+    start-up made is frozen. A caller that turned collection off keeps it off, and a
+    failed build still resumes it."""
+    import gc
+    from types import SimpleNamespace
+
+    from agentsft import chat
+    from agentsft.errors import AgentsftError
+    args = SimpleNamespace(model=str(tiny_model), adapter=None, device=None, max_new_tokens=2,
+                           temperature=0.0, top_p=1.0, tools=None, system=None)
+    during = []
+    real = chat.agent_for
+    monkeypatch.setattr(chat, "agent_for", lambda a: during.append(gc.isenabled()) or real(a))
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    try:
+        agent = chat.build_agent(args)
+        assert during == [False] and gc.isenabled() and gc.get_freeze_count() > 1000
+        assert isinstance(agent("Hello").content, str)
+        gc.unfreeze()
+        gc.disable()
+        chat.build_agent(args)
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+        gc.enable()
+        monkeypatch.setattr(chat, "agent_for", lambda a: (_ for _ in ()).throw(AgentsftError("x")))
+        with pytest.raises(AgentsftError):
+            chat.build_agent(args)
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
 def test_interactive_chat_prompts_while_the_model_loads(monkeypatch, capsys):
     """The prompt comes up while the agent is still being built on another thread; an
     error from building (a bad adapter, say) still reaches the CLI's one-line report.

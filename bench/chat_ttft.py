@@ -1,0 +1,101 @@
+"""Time to first token of ``agentsft chat``: from launching the process to the reply's first
+character on its output, with the message already waiting on its input.
+
+    python bench/chat_ttft.py                 # 5 rounds, the cached default model
+    python bench/chat_ttft.py --rounds 3 --model runs/demo/run/final
+    python bench/chat_ttft.py --tools examples/tools.py     # a tool agent (longer prompt)
+
+Each round launches, alternately, ``python -m agentsft chat`` as a user starts it and the
+same chat with the garbage-collector pause of start-up turned off (the baseline), feeds
+"Hello!" then "exit" on standard input, and reads standard output as it arrives. A third
+process, ``python -c "import torch"``, times the import of torch alone on the same machine
+in the same round, for scale. One untimed run first makes sure the default model's cached
+checkpoint exists and its files are in the page cache. Prints one line per round and a
+JSON line with the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+MARK = b"assistant> "
+# The baseline: the same command with the start-up pause replaced by doing nothing.
+WITHOUT_PAUSE = ("import contextlib, sys; from agentsft import chat; "
+                 "chat.collection_paused = contextlib.nullcontext; "
+                 "from agentsft.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def first_token_seconds(command: list[str], message: str = "Hello!") -> tuple[float, float]:
+    """(seconds until the chat prompt appears, seconds until the reply's first character)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
+    proc.stdin.write(f"{message}\nexit\n".encode())
+    proc.stdin.close()
+    seen, prompt_at = b"", None
+    while True:
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        now = time.perf_counter() - start
+        if not chunk:
+            proc.wait()
+            raise SystemExit(f"chat ended before replying (exit {proc.returncode}): "
+                             f"{proc.stderr.read().decode()[-500:]}")
+        seen += chunk
+        if prompt_at is None and b"you> " in seen:
+            prompt_at = now
+        head, mark, reply = seen.partition(MARK)
+        if mark and reply.strip():
+            proc.kill()
+            proc.wait()
+            return prompt_at or now, now
+
+
+def chat_flags(model: str | None = None, tools: str | None = None) -> list[str]:
+    return (["chat", "--max-new-tokens", "8"] + (["--model", model] if model else [])
+            + (["--tools", tools] if tools else []))
+
+
+def import_torch_seconds() -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--model", help="a hub id or folder (default: the cached default model)")
+    p.add_argument("--tools", metavar="FILE", help="a tools file: time a tool agent")
+    args = p.parse_args()
+    flags = chat_flags(args.model, args.tools)
+    chat = [sys.executable, "-m", "agentsft", *flags]
+    baseline = [sys.executable, "-c", WITHOUT_PAUSE, *flags]
+    first_token_seconds(chat)  # warm-up: the cached checkpoint, the page cache
+    rows = []
+    for i in range(args.rounds):
+        prompt_at, ttft = first_token_seconds(chat)
+        _, without = first_token_seconds(baseline)
+        torch_s = import_torch_seconds()
+        rows.append((ttft, without, torch_s, prompt_at))
+        print(f"round {i + 1}: first token {ttft:.2f} s (prompt shown at {prompt_at:.2f} s); "
+              f"without the collector pause {without:.2f} s; import torch alone {torch_s:.2f} s",
+              flush=True)
+    median = [statistics.median(col) for col in zip(*rows)]
+    print(json.dumps({
+        "rounds": args.rounds, "model": args.model or "default (cached)", "tools": args.tools,
+        "first_token_s": round(median[0], 2), "target_s": 5.0,
+        "without_collector_pause_s": round(median[1], 2),
+        "saved_s": round(median[1] - median[0], 2),
+        "import_torch_alone_s": round(median[2], 2),
+        "prompt_shown_s": round(median[3], 2),
+        "device": f"cpu ({os.cpu_count()} cores)"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
