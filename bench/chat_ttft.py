@@ -2,7 +2,7 @@
 character on its output, with the message already waiting on its input.
 
     python bench/chat_ttft.py                 # 5 rounds, the cached default model
-    python bench/chat_ttft.py --rounds 3 --model runs/demo/run/final
+    python bench/chat_ttft.py --rounds 3 --adapter runs/persona    # a trained run
     python bench/chat_ttft.py --tools examples/tools.py     # a tool agent (longer prompt)
 
 Each round launches, alternately, ``python -m agentsft chat`` as a user starts it and the
@@ -56,9 +56,12 @@ def first_token_seconds(command: list[str], message: str = "Hello!") -> tuple[fl
             return prompt_at or now, now
 
 
-def chat_flags(model: str | None = None, tools: str | None = None) -> list[str]:
-    return (["chat", "--max-new-tokens", "8"] + (["--model", model] if model else [])
-            + (["--tools", tools] if tools else []))
+def chat_flags(model: str | None = None, tools: str | None = None,
+               adapter: str | None = None) -> list[str]:
+    flags = ["chat", "--max-new-tokens", "8"]
+    for flag, value in (("--model", model), ("--tools", tools), ("--adapter", adapter)):
+        flags += [flag, value] if value else []
+    return flags
 
 
 def import_torch_seconds() -> float:
@@ -72,8 +75,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--model", help="a hub id or folder (default: the cached default model)")
     p.add_argument("--tools", metavar="FILE", help="a tools file: time a tool agent")
+    p.add_argument("--adapter", metavar="RUN_DIR", help="time chat with what a run trained")
     args = p.parse_args()
-    flags = chat_flags(args.model, args.tools)
+    flags = chat_flags(args.model, args.tools, args.adapter)
     chat = [sys.executable, "-m", "agentsft", *flags]
     baseline = [sys.executable, "-c", WITHOUT_PAUSE, *flags]
     first_token_seconds(chat)  # warm-up: the cached checkpoint, the page cache
@@ -88,7 +92,8 @@ def main() -> None:
               flush=True)
     median = [statistics.median(col) for col in zip(*rows)]
     print(json.dumps({
-        "rounds": args.rounds, "model": args.model or "default (cached)", "tools": args.tools,
+        "rounds": args.rounds, "model": args.model or ("the run's" if args.adapter else "default (cached)"), "tools": args.tools,
+        "adapter": args.adapter,
         "first_token_s": round(median[0], 2), "target_s": 5.0,
         "without_collector_pause_s": round(median[1], 2),
         "saved_s": round(median[1] - median[0], 2),

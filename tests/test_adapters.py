@@ -133,3 +133,75 @@ def test_siblings_with_dropout_on_their_input_each_compute_their_own(tiny_model,
     with fast_adapters(model, autocast=torch.bfloat16):
         loss_and_grads(model, IDS, autocast=False)
     assert called == ["q_proj", "k_proj", "v_proj"]
+
+
+def saved_adapter(tiny_model, folder, **lora) -> None:
+    """A LoRA on the tiny model with random B (PEFT starts B at zero), saved to ``folder``."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(**{"r": 4, "lora_alpha": 8, "task_type": "CAUSAL_LM",
+                                               "target_modules": "all-linear", **lora}))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.5)
+    model.save_pretrained(folder)
+
+
+def merged_by_peft(tiny_model, folder, dtype):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    return PeftModel.from_pretrained(base, str(folder)).merge_and_unload().to(dtype)
+
+
+@pytest.mark.parametrize("lora", [{}, {"use_rslora": True}], ids=["lora", "rslora"])
+def test_a_plain_lora_merges_to_peft_weights_bit_for_bit(tiny_model, tmp_path, lora):
+    from transformers import AutoModelForCausalLM
+    saved_adapter(tiny_model, tmp_path, **lora)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    ours = adapters.merged_lora(base, tmp_path, torch.bfloat16)
+    theirs = merged_by_peft(tiny_model, tmp_path, torch.bfloat16)
+    mine, peft = ours.state_dict(), theirs.state_dict()
+    assert mine.keys() == peft.keys() and all(v.dtype == torch.bfloat16 for v in mine.values())
+    changed = [k for k in mine if not torch.equal(mine[k].float(), before[k].to(torch.bfloat16).float())]
+    assert len(changed) == 14  # the 7 projections of 2 layers, and nothing else
+    for k in mine:
+        assert torch.equal(mine[k], peft[k]), k
+    assert ours.lm_head.weight is ours.model.embed_tokens.weight  # still tied
+
+
+@pytest.mark.parametrize("lora", [{"use_dora": True}, {"target_modules": ["lm_head", "q_proj"]},
+                                  {"modules_to_save": ["lm_head"]}],
+                         ids=["dora", "tied-head", "saved-module"])
+def test_any_other_adapter_is_left_to_peft(tiny_model, tmp_path, lora):
+    """DoRA, a LoRA on a weight tied to another module, a module saved whole: merged_lora
+    declines and ``with_adapter`` gives PEFT's merge."""
+    from transformers import AutoModelForCausalLM
+
+    from agentsft.generate import with_adapter
+    saved_adapter(tiny_model, tmp_path, **lora)
+    fresh = lambda: AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)  # noqa: E731
+    assert adapters.merged_lora(fresh(), tmp_path, torch.bfloat16) is None
+    merged = with_adapter(fresh(), tmp_path, merge=True, device="cpu").state_dict()
+    peft = merged_by_peft(tiny_model, tmp_path, merged["lm_head.weight"].dtype).state_dict()
+    assert merged.keys() == peft.keys()
+    assert all(torch.equal(merged[k], peft[k]) for k in merged)
+
+
+def test_a_lora_of_another_shape_does_not_fit(tiny_model, tmp_path, tokenizer):
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    from agentsft.errors import AgentsftError
+    from agentsft.generate import load_generator
+    saved_adapter(tiny_model, tmp_path / "adapter")
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    wider = AutoConfig.from_pretrained(tiny_model)
+    wider.update({"hidden_size": 96, "head_dim": 24})
+    LlamaForCausalLM(wider).save_pretrained(tmp_path / "wider")
+    with pytest.raises(AgentsftError, match=r"does not fit .*its LoRA for 'model\.layers\.0\."
+                                            r"[a-z_.]+' finds no linear layer of that shape"):
+        load_generator(model=str(tmp_path / "wider"), adapter=tmp_path / "adapter", device="cpu")

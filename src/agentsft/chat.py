@@ -5,7 +5,7 @@ their own lines; ``exit`` (or end of input) leaves, ``/reset`` clears memory.
 ``--prompt`` answers once and prints only the reply (``--json``: with the calls).
 
 Interactively the prompt comes up at once and the model loads while you type: importing
-torch and transformers takes about 3.5 s on a 2-core laptop CPU, and loading the default
+torch and transformers takes about 3 s on a 2-core laptop CPU, and loading the default
 model about 0.4 s more, which would otherwise all come before the first word. Python's
 cyclic garbage collector is paused while that happens (:func:`collection_paused`).
 """

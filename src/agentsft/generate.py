@@ -20,6 +20,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from agentsft.adapters import merged_lora
 from agentsft.caches import (
     growing_cache, layer_tensors, left_padded_cache, new_cache, prefix_plan, reused, tokens_to_read,
 )
@@ -380,6 +381,17 @@ class Generator:
 # Loading what a run trained (or any model) for inference.
 
 
+def with_adapter(net: Any, folder: Path, merge: bool, device: str) -> Any:
+    """``net`` with the adapter in ``folder``: merged into its weights (then in the inference
+    dtype) where ``merge``, else as PEFT layers."""
+    dtype = torch.bfloat16 if fast_bf16(device) else torch.float32
+    if merge and (merged := merged_lora(net, folder, dtype)) is not None:
+        return merged
+    from peft import PeftModel
+    net = PeftModel.from_pretrained(net, str(folder))
+    return net.merge_and_unload().to(dtype) if merge else net
+
+
 def load_generator(model: str | None = None, adapter: str | Path | None = None,
                    device: str | None = None, template: str | None = None,
                    trust_remote_code: bool = False) -> Generator:
@@ -403,17 +415,12 @@ def load_generator(model: str | None = None, adapter: str | Path | None = None,
     # unmerged, its 2 x 7 extra products per layer cost about a third of each decode step.
     net = load_model(opts, dtype="float32" if merge else None)
     if is_adapter:
-        from peft import PeftModel
         try:
-            net = PeftModel.from_pretrained(net, str(folder))
+            net = with_adapter(net, folder, merge, device)
         except (RuntimeError, ValueError) as e:
             raise AgentsftError(f"the adapter in {folder} does not fit {base} "
                                 f"({str(e).strip().splitlines()[0][:200]}). Fix: pass --model with "
                                 f"the model it was trained on") from None
-        if merge:
-            net = net.merge_and_unload()
-            if fast_bf16(device):
-                net = net.to(torch.bfloat16)
     if device == "cpu":  # decoding over the cache through cached_attention (3x SDPA's speed here)
         use_segment_attention(net)
     name = template or info.get("template") or "auto"
