@@ -172,7 +172,7 @@ PLAIN_LORA = {"peft_type", "peft_version", "task_type", "base_model_name_or_path
               "auto_mapping", "inference_mode", "r", "lora_alpha", "use_rslora", "lora_dropout",
               "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern",
               "init_lora_weights", "loftq_config", "eva_config", "corda_config", "lora_ga_config",
-              "megatron_config", "megatron_core", "qalora_group_size", "bias"}
+              "megatron_core", "qalora_group_size", "bias"}
 LORA_KEY = re.compile(r"base_model\.model\.(.+)\.lora_([AB])\.weight")
 
 
@@ -205,7 +205,9 @@ def merged_lora(model: Any, folder: Path, dtype: torch.dtype) -> Any | None:
     names = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
     for name, ab in pairs.items():
         layer = layers.get(name)
-        if not isinstance(layer, torch.nn.Linear) or ab.keys() != {"A", "B"} or \
+        if layer is not None and type(layer) is not torch.nn.Linear:
+            return None  # a convolution, a quantized or a custom layer: PEFT's rules
+        if layer is None or ab.keys() != {"A", "B"} or \
                 (ab["B"].shape[0], ab["A"].shape[1]) != tuple(layer.weight.shape):
             raise ValueError(f"its LoRA for {name!r} finds no linear layer of that shape")
         if names[id(layer.weight)] > 1:  # tied to another module's weight: PEFT's rules
