@@ -173,3 +173,22 @@ def test_missing_default_model_tokenizer_source_is_a_clean_error(tmp_path):
     assert r.returncode == 2
     assert r.stderr.startswith("agentsft: error: cannot load a tokenizer for")
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_preview_and_stats_load_the_tokenizer_with_the_collector_paused(tokenizer, monkeypatch):
+    """The data verbs wait on transformers' imports: collection is off while the tokenizer
+    loads (about 1 s of ``data stats`` here), then on, with what loading made frozen."""
+    import gc
+    from types import SimpleNamespace
+
+    from agentsft import cli, models
+    during = []
+    monkeypatch.setattr(models, "load_tokenizer",
+                        lambda *a, **k: during.append(gc.isenabled()) or tokenizer)
+    try:
+        tok, template = cli.tokenizer_and_template(
+            SimpleNamespace(model="x", trust_remote_code=False, template="hermes"))
+        assert tok is tokenizer and template.name == "hermes"
+        assert during == [False] and gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

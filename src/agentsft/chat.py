@@ -7,18 +7,17 @@ their own lines; ``exit`` (or end of input) leaves, ``/reset`` clears memory.
 Interactively the prompt comes up at once and the model loads while you type: importing
 torch and transformers takes about 3 s on a 2-core laptop CPU, and loading the default
 model about 0.4 s more, which would otherwise all come before the first word. Python's
-cyclic garbage collector is paused while that happens (:func:`collection_paused`).
+cyclic garbage collector is paused while that happens (:func:`models.collection_paused`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import sys
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, TextIO
+
+from agentsft.models import collection_paused
 
 if TYPE_CHECKING:  # torch and transformers load in the background (see run_chat)
     from agentsft.agents import DialogAgent
@@ -56,28 +55,6 @@ class ReplyStream:
         if len(visible) > self.shown:
             self.paint(visible[self.shown:])
             self.shown = len(visible)
-
-
-@contextlib.contextmanager
-def collection_paused() -> Iterator[None]:
-    """No cyclic garbage collection while torch, transformers and the model load; what they
-    made is then frozen (never scanned again) and collection resumes.
-
-    Importing them makes about 600,000 objects that live as long as the process, and the
-    collector kept scanning them as they came: with it paused, the default model's first
-    token came 0.8-1.5 s sooner here (bench/chat_ttft.py). Had the collector simply been
-    resumed, its first pass over them (0.4 s) would land in the first reply, and later
-    full passes in the middle of others. The cost of freezing: about 11,000 objects of
-    cyclic garbage left by the imports (7.5 MB, no tensors) stay for the process's life."""
-    if not gc.isenabled():  # the caller manages collection
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 def build_agent(args) -> DialogAgent:

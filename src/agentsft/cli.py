@@ -259,9 +259,10 @@ def run_train(args) -> int:
 
 def tokenizer_and_template(args):
     from agentsft.data.templates import get_template
-    from agentsft.models import load_tokenizer
-    tok = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
-    return tok, get_template(args.template, tok)
+    from agentsft.models import collection_paused, load_tokenizer
+    with collection_paused():
+        tok = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+        return tok, get_template(args.template, tok)
 
 
 def run_data(args, parser) -> int:
