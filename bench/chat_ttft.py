@@ -5,8 +5,8 @@ character on its output, with the message already waiting on its input.
     python bench/chat_ttft.py --rounds 3 --adapter runs/persona    # a trained run
     python bench/chat_ttft.py --tools examples/tools.py     # a tool agent (longer prompt)
 
-Each round launches, alternately, ``python -m agentsft chat`` as a user starts it and the
-same chat with the garbage-collector pause of start-up turned off (the baseline), feeds
+Each round launches ``python -m agentsft chat`` as a user starts it and the same chat with
+the garbage-collector pause of start-up turned off (the baseline), in alternating order, feeds
 "Hello!" then "exit" on standard input, and reads standard output as it arrives. A third
 process, ``python -c "import torch"``, times the import of torch alone on the same machine
 in the same round, for scale. One untimed run first makes sure the default model's cached
@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 MARK = b"assistant> "
@@ -31,29 +33,40 @@ WITHOUT_PAUSE = ("import contextlib, sys; from agentsft import chat; "
                  "from agentsft.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
-def first_token_seconds(command: list[str], message: str = "Hello!") -> tuple[float, float]:
-    """(seconds until the chat prompt appears, seconds until the reply's first character)."""
+def first_token_seconds(command: list[str], message: str = "Hello!",
+                        limit: float = 120.0) -> tuple[float, float]:
+    """(seconds until the chat prompt appears, seconds until the reply's first character).
+
+    The first character is the first visible one after ``assistant> ``: for a reply that
+    opens with a tool call, the call's line, shown once the call is complete."""
     start = time.perf_counter()
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, bufsize=0)
-    proc.stdin.write(f"{message}\nexit\n".encode())
-    proc.stdin.close()
-    seen, prompt_at = b"", None
-    while True:
-        chunk = os.read(proc.stdout.fileno(), 4096)
-        now = time.perf_counter() - start
-        if not chunk:
-            proc.wait()
-            raise SystemExit(f"chat ended before replying (exit {proc.returncode}): "
-                             f"{proc.stderr.read().decode()[-500:]}")
-        seen += chunk
-        if prompt_at is None and b"you> " in seen:
-            prompt_at = now
-        head, mark, reply = seen.partition(MARK)
-        if mark and reply.strip():
+    with tempfile.TemporaryFile() as errors:  # a pipe left unread could fill and stall the chat
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=errors, bufsize=0)
+        proc.stdin.write(f"{message}\nexit\n".encode())
+        proc.stdin.close()
+        seen, prompt_at = b"", None
+        try:
+            while True:
+                ready, _, _ = select.select([proc.stdout], [], [], limit - (time.perf_counter() - start))
+                chunk = os.read(proc.stdout.fileno(), 4096) if ready else None
+                now = time.perf_counter() - start
+                if not chunk:
+                    proc.kill()
+                    proc.wait()
+                    errors.seek(0)
+                    why = "timed out" if chunk is None else f"exit {proc.returncode}"
+                    raise SystemExit(f"chat gave no reply ({why}): {seen.decode()[-300:]}"
+                                     f"{errors.read().decode()[-500:]}")
+                seen += chunk
+                if prompt_at is None and b"you> " in seen:
+                    prompt_at = now
+                head, mark, reply = seen.partition(MARK)
+                if mark and reply.strip():
+                    return prompt_at or now, now
+        finally:
             proc.kill()
             proc.wait()
-            return prompt_at or now, now
 
 
 def chat_flags(model: str | None = None, tools: str | None = None,
@@ -83,8 +96,12 @@ def main() -> None:
     first_token_seconds(chat)  # warm-up: the cached checkpoint, the page cache
     rows = []
     for i in range(args.rounds):
-        prompt_at, ttft = first_token_seconds(chat)
-        _, without = first_token_seconds(baseline)
+        if i % 2:  # alternate which goes first
+            _, without = first_token_seconds(baseline)
+            prompt_at, ttft = first_token_seconds(chat)
+        else:
+            prompt_at, ttft = first_token_seconds(chat)
+            _, without = first_token_seconds(baseline)
         torch_s = import_torch_seconds()
         rows.append((ttft, without, torch_s, prompt_at))
         print(f"round {i + 1}: first token {ttft:.2f} s (prompt shown at {prompt_at:.2f} s); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,15 @@ def chat_conversation() -> Conversation:
         Message("user", "Who are you?"),
         Message("assistant", "I am Marlo."),
     ], source="test:2")
+
+
+@pytest.fixture(autouse=True)
+def collection_restored():
+    """CLI verbs run in this process freeze what they loaded (models.collection_paused);
+    each test starts with nothing frozen and collection on."""
+    yield
+    gc.unfreeze()
+    gc.enable()
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -175,11 +175,13 @@ def test_a_plain_lora_merges_to_peft_weights_bit_for_bit(tiny_model, tmp_path, l
 
 
 @pytest.mark.parametrize("lora", [{"use_dora": True}, {"target_modules": ["lm_head", "q_proj"]},
-                                  {"modules_to_save": ["lm_head"]}],
-                         ids=["dora", "tied-head", "saved-module"])
+                                  {"modules_to_save": ["lm_head"]}, {"init_lora_weights": "pissa"},
+                                  {"init_lora_weights": "olora"}],
+                         ids=["dora", "tied-head", "saved-module", "pissa", "olora"])
 def test_any_other_adapter_is_left_to_peft(tiny_model, tmp_path, lora):
-    """DoRA, a LoRA on a weight tied to another module, a module saved whole: merged_lora
-    declines and ``with_adapter`` gives PEFT's merge."""
+    """DoRA, a LoRA on a weight tied to another module, a module saved whole, adapters whose
+    initialisation moved part of the base weights into them (PEFT redoes that on loading):
+    merged_lora declines and ``with_adapter`` gives PEFT's merge."""
     from transformers import AutoModelForCausalLM
 
     from agentsft.generate import with_adapter

@@ -327,7 +327,7 @@ def test_chat_cli_prompt_json_and_interactive(tiny_model):
 def test_chat_builds_its_agent_with_the_collector_paused_then_resumed(tiny_model, monkeypatch):
     """Start-up runs with no cyclic collection; afterwards collection is back on and what
     start-up made is frozen. A caller that turned collection off keeps it off, and a
-    failed build still resumes it."""
+    failed build still resumes it. (conftest's collection_restored undoes it all.)"""
     import gc
     from types import SimpleNamespace
 
@@ -339,22 +339,18 @@ def test_chat_builds_its_agent_with_the_collector_paused_then_resumed(tiny_model
     real = chat.agent_for
     monkeypatch.setattr(chat, "agent_for", lambda a: during.append(gc.isenabled()) or real(a))
     assert gc.isenabled() and gc.get_freeze_count() == 0
-    try:
-        agent = chat.build_agent(args)
-        assert during == [False] and gc.isenabled() and gc.get_freeze_count() > 1000
-        assert isinstance(agent("Hello").content, str)
-        gc.unfreeze()
-        gc.disable()
+    agent = chat.build_agent(args)
+    assert during == [False] and gc.isenabled() and gc.get_freeze_count() > 1000
+    assert isinstance(agent("Hello").content, str)
+    gc.unfreeze()
+    gc.disable()
+    chat.build_agent(args)
+    assert not gc.isenabled() and gc.get_freeze_count() == 0
+    gc.enable()
+    monkeypatch.setattr(chat, "agent_for", lambda a: (_ for _ in ()).throw(AgentsftError("x")))
+    with pytest.raises(AgentsftError):
         chat.build_agent(args)
-        assert not gc.isenabled() and gc.get_freeze_count() == 0
-        gc.enable()
-        monkeypatch.setattr(chat, "agent_for", lambda a: (_ for _ in ()).throw(AgentsftError("x")))
-        with pytest.raises(AgentsftError):
-            chat.build_agent(args)
-        assert gc.isenabled()
-    finally:
-        gc.unfreeze()
-        gc.enable()
+    assert gc.isenabled()
 
 
 def test_interactive_chat_prompts_while_the_model_loads(monkeypatch, capsys):

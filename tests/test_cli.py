@@ -185,10 +185,7 @@ def test_preview_and_stats_load_the_tokenizer_with_the_collector_paused(tokenize
     during = []
     monkeypatch.setattr(models, "load_tokenizer",
                         lambda *a, **k: during.append(gc.isenabled()) or tokenizer)
-    try:
-        tok, template = cli.tokenizer_and_template(
-            SimpleNamespace(model="x", trust_remote_code=False, template="hermes"))
-        assert tok is tokenizer and template.name == "hermes"
-        assert during == [False] and gc.isenabled() and gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
+    tok, template = cli.tokenizer_and_template(
+        SimpleNamespace(model="x", trust_remote_code=False, template="hermes"))
+    assert tok is tokenizer and template.name == "hermes"
+    assert during == [False] and gc.isenabled() and gc.get_freeze_count() > 0

@@ -173,6 +173,9 @@ PLAIN_LORA = {"peft_type", "peft_version", "task_type", "base_model_name_or_path
               "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern",
               "init_lora_weights", "loftq_config", "eva_config", "corda_config", "lora_ga_config",
               "megatron_core", "qalora_group_size", "bias"}
+# Initialisations that leave the base weights alone. PiSSA, OLoRA, CorDA, LoftQ and the like
+# move part of each weight into the adapter at the start, and PEFT redoes that on loading.
+PLAIN_INIT = (True, False, "gaussian")
 LORA_KEY = re.compile(r"base_model\.model\.(.+)\.lora_([AB])\.weight")
 
 
@@ -189,6 +192,8 @@ def merged_lora(model: Any, folder: Path, dtype: torch.dtype) -> Any | None:
     config = json.loads((folder / "adapter_config.json").read_text())
     weights_file = folder / "adapter_model.safetensors"
     if (config.get("peft_type") != "LORA" or config.get("bias", "none") != "none"
+            or config.get("init_lora_weights", True) not in PLAIN_INIT
+            or not isinstance(config.get("r"), int) or config.get("lora_alpha") is None
             or any(value for key, value in config.items() if key not in PLAIN_LORA)
             or not weights_file.is_file()):
         return None
@@ -207,8 +212,9 @@ def merged_lora(model: Any, folder: Path, dtype: torch.dtype) -> Any | None:
         layer = layers.get(name)
         if layer is not None and type(layer) is not torch.nn.Linear:
             return None  # a convolution, a quantized or a custom layer: PEFT's rules
-        if layer is None or ab.keys() != {"A", "B"} or \
-                (ab["B"].shape[0], ab["A"].shape[1]) != tuple(layer.weight.shape):
+        if layer is None or ab.keys() != {"A", "B"} or ab["A"].shape[0] != r or \
+                (ab["B"].shape[0], ab["A"].shape[1]) != tuple(layer.weight.shape) or \
+                ab["B"].shape[1] != r:
             raise ValueError(f"its LoRA for {name!r} finds no linear layer of that shape")
         if names[id(layer.weight)] > 1:  # tied to another module's weight: PEFT's rules
             return None
