@@ -109,8 +109,8 @@ def main() -> None:
               flush=True)
     median = [statistics.median(col) for col in zip(*rows)]
     print(json.dumps({
-        "rounds": args.rounds, "model": args.model or ("the run's" if args.adapter else "default (cached)"), "tools": args.tools,
-        "adapter": args.adapter,
+        "rounds": args.rounds, "adapter": args.adapter, "tools": args.tools,
+        "model": args.model or ("the run's" if args.adapter else "default (cached)"),
         "first_token_s": round(median[0], 2), "target_s": 5.0,
         "without_collector_pause_s": round(median[1], 2),
         "saved_s": round(median[1] - median[0], 2),

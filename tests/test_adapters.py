@@ -195,7 +195,7 @@ def test_any_other_adapter_is_left_to_peft(tiny_model, tmp_path, lora):
 
 
 def test_a_lora_of_another_shape_does_not_fit(tiny_model, tmp_path, tokenizer):
-    from transformers import AutoConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM
 
     from agentsft.errors import AgentsftError
     from agentsft.generate import load_generator
@@ -207,3 +207,8 @@ def test_a_lora_of_another_shape_does_not_fit(tiny_model, tmp_path, tokenizer):
     with pytest.raises(AgentsftError, match=r"does not fit .*its LoRA for 'model\.layers\.0\."
                                             r"[a-z_.]+' finds no linear layer of that shape"):
         load_generator(model=str(tmp_path / "wider"), adapter=tmp_path / "adapter", device="cpu")
+    config = tmp_path / "adapter" / "adapter_config.json"  # weights of rank 4 called rank 8
+    config.write_text(config.read_text().replace('"r": 4', '"r": 8'))
+    with pytest.raises(ValueError, match="finds no linear layer of that shape"):
+        adapters.merged_lora(AutoModelForCausalLM.from_pretrained(tiny_model), tmp_path / "adapter",
+                             torch.bfloat16)

@@ -212,9 +212,9 @@ def merged_lora(model: Any, folder: Path, dtype: torch.dtype) -> Any | None:
         layer = layers.get(name)
         if layer is not None and type(layer) is not torch.nn.Linear:
             return None  # a convolution, a quantized or a custom layer: PEFT's rules
-        if layer is None or ab.keys() != {"A", "B"} or ab["A"].shape[0] != r or \
-                (ab["B"].shape[0], ab["A"].shape[1]) != tuple(layer.weight.shape) or \
-                ab["B"].shape[1] != r:
+        out_in = tuple(layer.weight.shape) if layer is not None else None
+        if out_in is None or ab.keys() != {"A", "B"} or \
+                (tuple(ab["B"].shape), tuple(ab["A"].shape)) != ((out_in[0], r), (r, out_in[1])):
             raise ValueError(f"its LoRA for {name!r} finds no linear layer of that shape")
         if names[id(layer.weight)] > 1:  # tied to another module's weight: PEFT's rules
             return None

@@ -30,7 +30,8 @@ from agentsft.data.templates import AgentTemplate, get_template
 from agentsft.errors import AgentsftError
 from agentsft.packing import ATTENTION, takes_logits_to_keep, use_segment_attention
 from agentsft.models import (
-    RUN_FILE, fast_bf16, load_model, load_tokenizer, resolve_device, trained_folder,
+    RUN_FILE, auto_dtype, load_model, load_tokenizer, resolve_device, torch_dtype,
+    trained_folder,
 )
 
 
@@ -384,7 +385,7 @@ class Generator:
 def with_adapter(net: Any, folder: Path, merge: bool, device: str) -> Any:
     """``net`` with the adapter in ``folder``: merged into its weights (then in the inference
     dtype) where ``merge``, else as PEFT layers."""
-    dtype = torch.bfloat16 if fast_bf16(device) else torch.float32
+    dtype = torch_dtype(auto_dtype(device))
     if merge and (merged := merged_lora(net, folder, dtype)) is not None:
         return merged
     from peft import PeftModel

@@ -220,6 +220,11 @@ def fast_bf16(device: str) -> bool:
     return device == "cpu" and cpu_has_fast_bf16()
 
 
+def auto_dtype(device: str) -> str:
+    """The dtype ``auto`` means on ``device``: bf16 where the hardware runs it fast."""
+    return "bfloat16" if fast_bf16(device) else "float32"
+
+
 def torch_dtype(name: str):
     import torch
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
@@ -243,7 +248,7 @@ def load_model(opts: ModelOptions, quant: QuantizationOptions | None = None,
     device = resolve_device(opts.device)
     name = dtype or opts.dtype
     if name == "auto":
-        name = "bfloat16" if fast_bf16(device) else "float32"
+        name = auto_dtype(device)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(name), "token": hf_token(),
                               "trust_remote_code": opts.trust_remote_code, "revision": opts.revision}
     if quant is not None and quant.bits:
