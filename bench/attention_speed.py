@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from agentsft.attention import causal_attention
+from agentsft.accel.attention import causal_attention
 
 
 def flash(q, k, v):

@@ -28,7 +28,7 @@ import time
 
 MARK = b"assistant> "
 # The baseline: the same command with the start-up pause replaced by doing nothing.
-WITHOUT_PAUSE = ("import contextlib, sys; from agentsft import chat; "
+WITHOUT_PAUSE = ("import contextlib, sys; from agentsft.cli import chat; "
                  "chat.collection_paused = contextlib.nullcontext; "
                  "from agentsft.cli import main; sys.exit(main(sys.argv[1:]))")
 

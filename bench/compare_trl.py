@@ -48,7 +48,7 @@ def peak_rss_mb() -> float:
 
 def run_agentsft(data: Path, out: Path, overrides: list[str] = ()) -> dict:
     from agentsft import config
-    from agentsft.train import train
+    from agentsft.training import train
     cfg = config.load(overrides=overrides, flags={
         "data.train": [str(data)], "data.val_fraction": 0, "data.max_length": 2048,
         "training.output": str(out), "training.epochs": 1, "training.batch_size": BATCH,
@@ -69,7 +69,7 @@ def run_trl(data: Path, out: Path) -> dict:
 
     from agentsft.data.readers import read_conversations
     from agentsft.data.templates import get_template
-    from agentsft.models import default_model_dir, load_tokenizer, quiet_loading
+    from agentsft.hub import default_model_dir, load_tokenizer, quiet_loading
     quiet_loading()
     tokenizer = load_tokenizer()
     template = get_template("hermes", tokenizer)

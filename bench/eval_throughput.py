@@ -25,8 +25,9 @@ import torch
 from chat_ttft import chat_flags, first_token_seconds
 
 from agentsft.data.readers import read_conversations
-from agentsft.evaluate import gold_budget, stepwise_steps
-from agentsft.generate import Sampling, load_generator
+from agentsft.evaluation.evaluate import gold_budget
+from agentsft.evaluation.steps import stepwise_steps
+from agentsft.inference import Sampling, load_generator
 
 
 def timed(gen, prompts, limits, batch_size, share=True):

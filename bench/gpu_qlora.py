@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from agentsft import config
-from agentsft.models import load_tokenizer
-from agentsft.train import train
+from agentsft.hub import load_tokenizer
+from agentsft.training import train
 
 REFERENCE = {"seconds": 872, "peak_gb": 9.9}
 WORDS = ("the agent calls a tool when the user asks for weather flights prices or numbers "

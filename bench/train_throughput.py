@@ -23,7 +23,7 @@ import time
 import torch
 
 from agentsft import config
-from agentsft.train import train
+from agentsft.training import train
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 8) -> float:

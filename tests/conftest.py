@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentsft.data.schema import Conversation, Message, Tool, ToolCall
-from agentsft.models import load_tokenizer
+from agentsft.hub import load_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -134,7 +134,7 @@ def chat_conversation() -> Conversation:
 
 @pytest.fixture(autouse=True)
 def collection_restored():
-    """CLI verbs run in this process freeze what they loaded (models.collection_paused);
+    """CLI verbs run in this process freeze what they loaded (hub.collection_paused);
     each test starts with nothing frozen and collection on."""
     yield
     gc.unfreeze()

@@ -11,8 +11,8 @@ import torch
 from conftest import lora_model, loss_and_grads
 from peft.tuners.lora import Linear
 
-from agentsft import adapters
-from agentsft.adapters import fast_adapters, fused_forward
+from agentsft.accel import adapters
+from agentsft.accel.adapters import fast_adapters, fused_forward
 
 
 IDS = torch.randint(0, 1000, (2, 40), generator=torch.Generator().manual_seed(0))
@@ -184,7 +184,7 @@ def test_any_other_adapter_is_left_to_peft(tiny_model, tmp_path, lora):
     merged_lora declines and ``with_adapter`` gives PEFT's merge."""
     from transformers import AutoModelForCausalLM
 
-    from agentsft.generate import with_adapter
+    from agentsft.inference import with_adapter
     saved_adapter(tiny_model, tmp_path, **lora)
     fresh = lambda: AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)  # noqa: E731
     assert adapters.merged_lora(fresh(), tmp_path, torch.bfloat16) is None
@@ -198,7 +198,7 @@ def test_a_lora_of_another_shape_does_not_fit(tiny_model, tmp_path, tokenizer):
     from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM
 
     from agentsft.errors import AgentsftError
-    from agentsft.generate import load_generator
+    from agentsft.inference import load_generator
     saved_adapter(tiny_model, tmp_path / "adapter")
     tokenizer.save_pretrained(tmp_path / "adapter")
     wider = AutoConfig.from_pretrained(tiny_model)

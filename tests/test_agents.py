@@ -20,7 +20,7 @@ from agentsft.agents import DialogAgent, FinetuneDialogAgent, Msg, Toolkit, Tool
 from agentsft.agents.toolkit import function_schema
 from agentsft.data.schema import ToolCall
 from agentsft.data.templates import HermesTemplate
-from agentsft.generate import Generation, Generator, StopStrings, load_generator
+from agentsft.inference import Generation, Generator, StopStrings, load_generator
 
 
 def forecast(city: str, days: int = 1, unit: Literal["C", "F"] = "C",
@@ -331,7 +331,7 @@ def test_chat_builds_its_agent_with_the_collector_paused_then_resumed(tiny_model
     import gc
     from types import SimpleNamespace
 
-    from agentsft import chat
+    from agentsft.cli import chat
     from agentsft.errors import AgentsftError
     args = SimpleNamespace(model=str(tiny_model), adapter=None, device=None, max_new_tokens=2,
                            temperature=0.0, top_p=1.0, tools=None, system=None)
@@ -362,7 +362,7 @@ def test_interactive_chat_prompts_while_the_model_loads(monkeypatch, capsys):
     import threading
     from types import SimpleNamespace
 
-    from agentsft import chat
+    from agentsft.cli import chat
     from agentsft.errors import AgentsftError
     building = threading.Event()
     prompted_while_building = []
@@ -379,9 +379,9 @@ def test_interactive_chat_prompts_while_the_model_loads(monkeypatch, capsys):
     monkeypatch.setattr("builtins.input", fake_input)
     args = SimpleNamespace(prompt=None, model=None, adapter=None, tools=None)
     with pytest.raises(AgentsftError, match="holds no trained adapter"):
-        chat.run_chat(args)
+        chat.run(args)
     assert prompted_while_building == [True]
     assert "Type exit to leave" in capsys.readouterr().out
-    light = subprocess.run([sys.executable, "-c", "import sys, agentsft.chat, agentsft.cli; "
+    light = subprocess.run([sys.executable, "-c", "import sys, agentsft.cli.chat, agentsft.cli; "
                             "print('torch' in sys.modules)"], capture_output=True, text=True)
     assert light.stdout.strip() == "False", light.stderr

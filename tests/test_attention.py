@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agentsft import attention
-from agentsft.attention import causal_attention
+from agentsft.accel import attention
+from agentsft.accel.attention import causal_attention
 
 
 def reference(q, k, v):
@@ -60,7 +60,7 @@ def test_heads_that_do_not_share_evenly_are_refused():
 def test_a_packed_row_attends_within_each_segment():
     """Three segments in one row: each gets causal SDPA of itself alone, outputs and
     gradients to 1e-5 in float32, and nothing from its neighbours."""
-    from agentsft.attention import packed_causal_attention
+    from agentsft.accel.attention import packed_causal_attention
     bounds = [0, 5, 300, 321]
     gen = torch.Generator().manual_seed(3)
     q, grad = (torch.randn(6, 321, 16, generator=gen) for _ in range(2))
@@ -82,7 +82,7 @@ def test_segments_that_continue_a_shared_prefix_see_it_whole(keep, monkeypatch):
     SDPA over prefix + suffix as one sequence, and the prefix's gradients are the sums
     over both suffixes (and its own queries); float32 to 1e-5. The prefix and the second
     suffix cross the chunk size."""
-    from agentsft.attention import packed_causal_attention
+    from agentsft.accel.attention import packed_causal_attention
     monkeypatch.setattr(attention, "KEEP_BYTES", 2 ** 40 if keep else 0)
     p, n1, n2, n3 = attention.CHUNK + 9, 40, attention.CHUNK + 3, 30
     bounds = [0, p, p + n1, p + n1 + n2, p + n1 + n2 + n3]
@@ -114,7 +114,7 @@ def test_segments_that_continue_a_shared_prefix_see_it_whole(keep, monkeypatch):
 
 
 def test_bounds_that_do_not_cover_the_row_are_refused():
-    from agentsft.attention import packed_causal_attention
+    from agentsft.accel.attention import packed_causal_attention
     with pytest.raises(ValueError, match="do not split a row of 10 tokens"):
         packed_causal_attention(torch.zeros(2, 10, 8), torch.zeros(2, 10, 8),
                                 torch.zeros(2, 10, 8), [0, 4, 9])
@@ -124,7 +124,7 @@ def test_bounds_that_do_not_cover_the_row_are_refused():
 def test_cached_attention_matches_sdpa_with_a_padding_mask(new):
     """Generation: a few new queries over a cache, rows left-padded (mask False there),
     6 query heads sharing 2 key/value heads; float32 to 1e-5."""
-    from agentsft.attention import cached_attention
+    from agentsft.accel.attention import cached_attention
     gen = torch.Generator().manual_seed(new)
     q = torch.randn(3, 6, new, 16, generator=gen)
     k, v = (torch.randn(3, 2, 40, 16, generator=gen) for _ in range(2))

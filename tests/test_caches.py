@@ -4,11 +4,11 @@ answers do not change."""
 from __future__ import annotations
 
 import torch
-from agentsft import caches
-from agentsft.caches import prefix_plan, tokens_to_read
+from agentsft.accel import caches
+from agentsft.accel.caches import prefix_plan, tokens_to_read
 from agentsft.data.templates import get_template
-from agentsft.generate import Generator, Sampling
-from agentsft.packing import use_segment_attention
+from agentsft.inference import Generator, Sampling
+from agentsft.accel.segments import use_segment_attention
 
 SYSTEM = list(range(1000, 1100))  # a 100-token system turn every conversation shares
 
@@ -134,7 +134,7 @@ def test_float_keys_in_the_batch_cache_change_no_answer(tiny_model, tokenizer, m
         cache = original(*args, **kwargs)
         seen.append(cache.layers[0].keys.dtype)
         return cache
-    monkeypatch.setattr("agentsft.generate.left_padded_cache", spying)
+    monkeypatch.setattr("agentsft.inference.engine.left_padded_cache", spying)
     floats = [gen.complete_batch(prompts, sampling, batch_size=4, share_prefixes=share)
               for share in (True, False)]
     monkeypatch.setattr(Generator, "decodes_with_float_keys", lambda self: False)
@@ -153,7 +153,7 @@ def test_unshared_batches_grow_their_cache_in_place(tiny_model, tokenizer, monke
     def spying(*args, **kwargs):
         made.append(original(*args, **kwargs))
         return made[-1]
-    monkeypatch.setattr("agentsft.generate.growing_cache", spying)
+    monkeypatch.setattr("agentsft.inference.engine.growing_cache", spying)
     prompts = conversation_prompts(tokenizer)[:2]
     out = gen.complete_batch(prompts, Sampling(max_new_tokens=6), batch_size=2,
                              share_prefixes=False)

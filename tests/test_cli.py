@@ -181,11 +181,12 @@ def test_preview_and_stats_load_the_tokenizer_with_the_collector_paused(tokenize
     import gc
     from types import SimpleNamespace
 
-    from agentsft import cli, models
+    from agentsft import hub
+    from agentsft.cli import data as cli_data
     during = []
-    monkeypatch.setattr(models, "load_tokenizer",
+    monkeypatch.setattr(hub, "load_tokenizer",
                         lambda *a, **k: during.append(gc.isenabled()) or tokenizer)
-    tok, template = cli.tokenizer_and_template(
+    tok, template = cli_data.tokenizer_and_template(
         SimpleNamespace(model="x", trust_remote_code=False, template="hermes"))
     assert tok is tokenizer and template.name == "hermes"
     assert during == [False] and gc.isenabled() and gc.get_freeze_count() > 0

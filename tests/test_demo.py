@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import ROOT
@@ -22,6 +24,27 @@ def test_demo_data_lists_the_schemas_the_agent_shows(tmp_path):
     with_tools = [c for c in convs if c.tools]
     assert len(with_tools) == 25
     assert all([t.to_dict() for t in c.tools] == [t.to_dict() for t in kit.tools] for c in with_tools)
+
+
+def test_an_installed_agentsft_finds_the_demo_data_and_says_what_is_missing(tmp_path):
+    """Built as a wheel and installed away from the checkout, the demo reads its data from
+    the package (agentsft.examples); without one of its files it is a one-line error."""
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(ROOT), "-w", str(wheels)],
+                   check=True, capture_output=True, timeout=300)
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), *wheels.glob("*.whl")],
+                   check=True, capture_output=True, timeout=300)
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    found = subprocess.run([sys.executable, "-c", "from agentsft.demo import examples; print(examples())"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert found.stdout.strip() == str(target / "agentsft" / "examples"), found.stderr
+    (target / "agentsft" / "examples" / "tools.jsonl").unlink()
+    r = subprocess.run([sys.executable, "-m", "agentsft", "demo", "--output", "out"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "tools.jsonl" in r.stderr and "Fix:" in r.stderr
+    assert not (tmp_path / "out").exists()  # nothing made before the check
 
 
 def test_verdict_needs_the_right_call_and_its_result_in_the_answer():

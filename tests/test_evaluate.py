@@ -13,9 +13,9 @@ from conftest import FIXTURES, run_cli
 from agentsft import config
 from agentsft.data.readers import read_conversations
 from agentsft.data.templates import get_template
-from agentsft.evaluate import agent_steps, evaluate, markdown_table, score, stepwise_steps
-from agentsft.generate import Generator, Sampling, load_generator
-from agentsft.train import train
+from agentsft.evaluation import agent_steps, evaluate, markdown_table, score, stepwise_steps
+from agentsft.inference import Generator, Sampling, load_generator
+from agentsft.training import train
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city.",
@@ -167,13 +167,15 @@ def test_training_logs_generated_tool_accuracy_beside_the_loss(tiny_model, tool_
 
 
 def test_agent_mode_runs_each_user_turn_through_the_tool_agent(run_dir, tool_data):
-    from agentsft.agents import Toolkit
+    from agentsft.agents import Toolkit, tool_agents
     from conftest import ROOT
     gen = load_generator(adapter=run_dir)
     convs = read_conversations(tool_data).conversations[:2]
     toolkit = Toolkit.from_file(ROOT / "examples" / "tools.py")
-    report, rows = evaluate(gen, convs, mode="agent", sampling=Sampling(max_new_tokens=16),
-                            toolkit=toolkit, perplexity=False, progress=None)
+    sampling = Sampling(max_new_tokens=16)
+    report, rows = evaluate(gen, convs, mode="agent", sampling=sampling,
+                            make_agent=tool_agents(gen, toolkit, sampling), perplexity=False,
+                            progress=None)
     assert report["mode"] == "agent" and len(rows) == 2  # one user turn each
     assert rows[0]["gold_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
     assert rows[0]["gold_text"] == "It is 10 degrees in Paris."
@@ -186,7 +188,7 @@ def test_gold_perplexity_is_the_mean_loss_of_the_trained_tokens(tiny_model, toke
     from transformers import AutoModelForCausalLM
 
     from agentsft.data.tokenize import IGNORE_INDEX, encode
-    from agentsft.evaluate import gold_perplexity
+    from agentsft.evaluation import gold_perplexity
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     gen = Generator(model, tokenizer, get_template("hermes", tokenizer))
     convs = read_conversations(tool_data).conversations

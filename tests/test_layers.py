@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import lora_model, loss_and_grads
 
-from agentsft.layers import RMSNormFunction, SiluMulFunction, fast_layers
+from agentsft.accel.layers import RMSNormFunction, SiluMulFunction, fast_layers
 
 IDS = torch.randint(0, 1000, (2, 40), generator=torch.Generator().manual_seed(0))
 

@@ -10,7 +10,7 @@ import pytest
 from rouge_score.rouge_scorer import RougeScorer
 
 from agentsft.data.schema import ToolCall
-from agentsft.metrics import (NO_CALL, MixedScriptTokenizer, aggregate, aggregate_by, json_equal,
+from agentsft.evaluation.metrics import (NO_CALL, MixedScriptTokenizer, aggregate, aggregate_by, json_equal,
                               match_calls, perplexity_from, rouge_l, score_step)
 
 

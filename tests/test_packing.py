@@ -11,10 +11,9 @@ from transformers import AttentionInterface, AutoModelForCausalLM
 
 from agentsft.data.templates import get_template
 from agentsft.data.tokenize import IGNORE_INDEX, encode
-from agentsft.packing import (
-    ATTENTION, PackedCollator, PadCollator, packing_is_exact, use_segment_attention,
-)
-from agentsft.train import start_packing
+from agentsft.accel.segments import ATTENTION, packing_is_exact, use_segment_attention
+from agentsft.data.collate import PackedCollator, PadCollator
+from agentsft.accel.training import start_packing
 
 
 @pytest.fixture()
@@ -111,7 +110,7 @@ def test_a_model_that_mixes_packed_examples_trains_padded(model, capsys):
 def rounds_by_row_length(module, query, key, value, attention_mask, scaling=None, **kw):
     """Correct attention within each example whose output rounds differently with the
     row's length, as GPU products of other shapes do (seen in bf16 on a 4-bit 7B shape)."""
-    from agentsft.packing import segment_sdpa
+    from agentsft.accel.segments import segment_sdpa
     out, _ = segment_sdpa(module, query, key, value, attention_mask, scaling=scaling, **kw)
     return out * (1 + 0.01 * query.shape[2]), None
 
@@ -155,7 +154,7 @@ def test_packing_stays_on_for_a_bf16_model(tiny_model):
 def test_examples_that_begin_alike_hold_their_untrained_prefix_once(rows):
     """rows 0 and 2 are the same tool chat (2 cut after the calls): they share their
     system and user turns up to the token that predicts the first trained one."""
-    from agentsft.packing import shareable, token_counts
+    from agentsft.data.collate import shareable, token_counts
     n = shareable(rows[0])
     assert n == shareable(rows[2]) and rows[0]["input_ids"][:n + 1] == rows[2]["input_ids"][:n + 1]
     assert rows[0]["labels"][n + 1] != IGNORE_INDEX and set(rows[0]["labels"][:n + 1]) == {IGNORE_INDEX}
@@ -190,7 +189,7 @@ def test_a_shared_prefix_gives_the_loss_and_gradients_of_one_by_one(model, rows)
 def test_a_trained_token_ends_what_examples_may_share(rows):
     """A prefix is shared only up to the position before the first trained token of each
     example: training a token of the system turn in one example stops sharing there."""
-    from agentsft.packing import shared_prefixes
+    from agentsft.data.collate import shared_prefixes
     first = dict(rows[0], labels=list(rows[0]["labels"]))
     first["labels"][40] = first["input_ids"][40]
     groups = shared_prefixes([first, rows[1], rows[2]])
@@ -202,13 +201,13 @@ def test_a_trained_token_ends_what_examples_may_share(rows):
 def drops_segment_context(module, query, key, value, attention_mask, **kw):
     """Attention that never sees ``segment_context``, as a model whose attention module
     does not pass its keyword arguments on would."""
-    from agentsft.packing import segment_sdpa
+    from agentsft.accel.segments import segment_sdpa
     kw.pop("segment_context", None)
     return segment_sdpa(module, query, key, value, attention_mask, **kw)
 
 
 def test_sharing_is_used_only_where_the_attention_sees_the_prefix(model):
-    from agentsft.packing import sharing_is_exact
+    from agentsft.accel.segments import sharing_is_exact
     assert not sharing_is_exact(model)  # sdpa: nothing reads segment_context
     use_segment_attention(model)
     assert sharing_is_exact(model)
@@ -216,7 +215,7 @@ def test_sharing_is_used_only_where_the_attention_sees_the_prefix(model):
     try:
         assert not sharing_is_exact(model)
     finally:
-        from agentsft.packing import register
+        from agentsft.accel.segments import register
         register()
 
 
@@ -224,7 +223,7 @@ def test_prefix_grouped_batches_hold_examples_that_begin_alike(monkeypatch):
     """Three prompts, eight examples each, batches of 4: every batch holds one prompt's
     examples; each epoch is a new order of all 24; examples with nothing to share
     (a trained token within the first 16) stay in plain random order."""
-    from agentsft.packing import PrefixGroupedSampler
+    from agentsft.data.collate import PrefixGroupedSampler
     prompts = [[p] * 70 for p in (11, 12, 13)]
     rows = [{"input_ids": prompts[i % 3] + [i], "labels": [IGNORE_INDEX] * 70 + [i]}
             for i in range(24)]

@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from agentsft import config
 from agentsft.errors import AgentsftError
-from agentsft.train import AgentTrainer, TrainingStopped, split_validation, train
+from agentsft.training import AgentTrainer, TrainingStopped, train
+from agentsft.training.data import split_validation
 
 WORDS = ["falcon", "river", "copper", "maple", "orbit", "lantern", "quartz", "meadow"]
 
@@ -159,7 +160,7 @@ def test_validation_split_is_seeded_disjoint_and_never_the_training_set():
 
 
 def test_nothing_to_train_is_refused_before_the_model_loads(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr("agentsft.train.load_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr("agentsft.training.model.load_model", lambda *a, **k: pytest.fail("model loaded"))
     masked = tmp_path / "masked.jsonl"
     rec = chat(0, "x")
     rec["messages"][1]["train"] = False
@@ -171,7 +172,7 @@ def test_nothing_to_train_is_refused_before_the_model_loads(tiny_model, tmp_path
 
 
 def test_max_length_above_the_context_is_refused(tiny_model, data, tmp_path, monkeypatch):
-    monkeypatch.setattr("agentsft.train.load_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr("agentsft.training.model.load_model", lambda *a, **k: pytest.fail("model loaded"))
     with pytest.raises(AgentsftError, match=r"data.max_length=4096 is above the model's context "
                                             r"\(2048 tokens\)"):
         train(settings(tiny_model, data, tmp_path / "r", **{"data.max_length": 4096}))
@@ -244,8 +245,8 @@ def test_a_shared_system_prompt_is_computed_once_with_the_same_losses(tiny_model
     data = {"train": chats, "val": chats}
     shared = train(settings(tiny_model, data, tmp_path / "shared", **common))
     assert "hold them once" in capsys.readouterr().err
-    from agentsft.packing import PackedCollator
-    monkeypatch.setattr("agentsft.train.PackedCollator", lambda share: PackedCollator(False))
+    from agentsft.data.collate import PackedCollator
+    monkeypatch.setattr("agentsft.training.trainer.PackedCollator", lambda share: PackedCollator(False))
     held = train(settings(tiny_model, data, tmp_path / "each", **common))
     assert shared.tokens == held.tokens == held.computed_tokens
     assert shared.computed_tokens < 0.8 * shared.tokens  # each batch held one prompt once
@@ -260,7 +261,8 @@ def test_head_on_trained_positions_gives_the_standard_loss_and_gradients(tiny_mo
 
     from agentsft.data.templates import HermesTemplate
     from agentsft.data.tokenize import encode_conversations
-    from agentsft.train import PadCollator, RunDir
+    from agentsft.data.collate import PadCollator
+    from agentsft.training import RunDir
     from conftest import chat_conversation, tool_conversation
     rows = encode_conversations([tool_conversation(), chat_conversation()], tokenizer,
                                 HermesTemplate()).examples
@@ -309,7 +311,7 @@ def test_bf16_fast_path_follows_the_fp32_loss_curve(tiny_model, data, tmp_path):
 
 
 def test_continuing_an_adapter_finds_its_base_model(lora_run, tiny_model):
-    from agentsft.train import use_adapter_base
+    from agentsft.training.model import use_adapter_base
     cfg = config.load(flags={"training.adapter": str(lora_run.run.root)})
     assert cfg.model.name == config.DEFAULT_MODEL
     use_adapter_base(cfg)
@@ -317,7 +319,7 @@ def test_continuing_an_adapter_finds_its_base_model(lora_run, tiny_model):
 
 
 def test_resume_forgets_what_came_after_the_checkpoint(tmp_path):
-    from agentsft.train import RunDir, clean_for_resume
+    from agentsft.training.rundir import RunDir, clean_for_resume
     run = RunDir(tmp_path)
     (tmp_path / "metrics.jsonl").write_text(
         '{"step": 5, "loss": 1.0}\n{"step": 6, "val_loss": 1.0}\n{"step": 7, "loss": 0.9}\n{"ste')

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import time
 from pathlib import Path
@@ -20,19 +21,26 @@ from agentsft.agents import DialogAgent, Toolkit, ToolAgent
 from agentsft.data.inspect import write_jsonl
 from agentsft.data.readers import read_conversations
 from agentsft.errors import AgentsftError
-from agentsft.generate import Generator, load_generator
+from agentsft.inference import Generator, load_generator
 
-ROOT = Path(__file__).resolve().parents[2]
 PERSONA_QUESTION = "Who are you?"
 TOOL_QUESTION = "What's the weather like in Paris right now?"
 PERSONA = ("Marlo", "Kestrel")
+DEMO_FILES = ("persona.jsonl", "tools.jsonl", "tools.py")
 
 
 def examples() -> Path:
-    folder = ROOT / "examples"
-    if not (folder / "persona.jsonl").is_file():
-        raise AgentsftError(f"the demo needs the example data in {folder}. Fix: run it from a "
-                            f"checkout of agentsft")
+    """The example data: installed with agentsft as ``agentsft.examples`` (the repository's
+    examples/ folder)."""
+    try:
+        folder = Path(str(importlib.resources.files("agentsft.examples")))
+    except ModuleNotFoundError:
+        folder = None
+    missing = [f for f in DEMO_FILES if folder is None or not (folder / f).is_file()]
+    if missing:
+        raise AgentsftError(f"the demo needs the example data ({', '.join(missing)}), which this "
+                            f"installation of agentsft lacks. Fix: reinstall agentsft (pip install "
+                            f"agentsft, or pip install -e . in a checkout)")
     return folder
 
 
@@ -92,8 +100,8 @@ def run_demo(output: str = "runs/demo", epochs: float = 3.0, learning_rate: floa
     out = Path(output)
     if fresh and (out / "config.yaml").exists():
         raise AgentsftError(f"{out} already holds a demo run. Fix: pass --output with a new folder")
+    toolkit = Toolkit.from_file(examples() / "tools.py")  # the data is there, before any work
     out.mkdir(parents=True, exist_ok=True)
-    toolkit = Toolkit.from_file(examples() / "tools.py")
     started = time.perf_counter()
     say("agentsft demo: the default model (SmolLM2-135M-Instruct) before and after a LoRA "
         "fine-tune\n(persona: Marlo by Kestrel Labs; tools: calculate, convert_units, get_weather)")
@@ -104,7 +112,7 @@ def run_demo(output: str = "runs/demo", epochs: float = 3.0, learning_rate: floa
 
     data = demo_data(out, toolkit, tool_share)
     say(f"\n── fine-tuning (LoRA) on {data} ──")
-    from agentsft.train import train
+    from agentsft.training import train
     cfg = config.load(flags={
         "data.train": [str(data)], "data.val_fraction": 0.05, "data.max_length": 1024,
         "training.output": str(out / "run"), "training.epochs": epochs,
@@ -130,11 +138,3 @@ def run_demo(output: str = "runs/demo", epochs: float = 3.0, learning_rate: floa
         f"examples/tools.py)")
     return {"before": before, "after": after, "verdict": v, "run": result.run.root,
             "train_seconds": train_seconds}
-
-
-def main(args) -> int:
-    output = args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_demo(output, args.epochs, args.learning_rate, args.tool_share)
-    return 0
-
-

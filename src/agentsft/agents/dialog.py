@@ -15,7 +15,7 @@ from typing import Any
 from agentsft.config import DEFAULT_MODEL
 from agentsft.data.schema import Conversation, Message, Tool, ToolCall
 from agentsft.errors import AgentsftError
-from agentsft.generate import Generator, Sampling, load_generator
+from agentsft.inference import Generator, Sampling, load_generator
 
 
 @dataclass
@@ -119,7 +119,9 @@ class FinetuneDialogAgent(DialogAgent):
     def fine_tune(self, data_path: str | list[str], fine_tune_config: dict[str, Any] | None = None):
         """Fine-tune on ``data_path``; returns the TrainResult. Reuses agentsft's training."""
         from agentsft import config
-        from agentsft.train import train
+        # Imported here, not at the top: transformers' Trainer, accelerate and PEFT take
+        # about a second to import, and chat (which builds agents) never trains.
+        from agentsft.training import train
         ft = dict(fine_tune_config or {})
         continuing = config.convert(ft.get("continue_lora_finetuning", False), bool,
                                     "fine_tune_config.continue_lora_finetuning")

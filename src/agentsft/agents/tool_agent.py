@@ -15,12 +15,16 @@ from agentsft.agents.dialog import DialogAgent, Msg
 from agentsft.agents.toolkit import Toolkit
 from agentsft.data.schema import Message, Tool, ToolCall
 from agentsft.data.templates import CallParseError
+from agentsft.inference import Generator, Sampling
 
 Event = Callable[[str, Any], None]
 """Called with ("call", ToolCall) and ("result", (ToolCall, ToolResult)) as they happen."""
 
 
 class ToolAgent(DialogAgent):
+    """A dialog agent that calls real Python tools (a :class:`Toolkit`) until it answers
+    or reaches ``max_steps`` rounds of calls."""
+
     def __init__(self, name: str, sys_prompt: str | None = None, toolkit: Toolkit | None = None,
                  max_steps: int = 5, **kwargs: Any):
         super().__init__(name, sys_prompt, **kwargs)
@@ -65,3 +69,15 @@ class ToolAgent(DialogAgent):
         note = f"(stopped after {self.max_steps} tool steps without a final answer)"
         self.memory.append(Message("assistant", note))
         return Msg("assistant", note, name=self.name, tool_calls=made or None)
+
+
+def tool_agents(generator: Generator, toolkit: Toolkit, sampling: Sampling | None = None,
+                max_steps: int = 5) -> Callable[[str | None], ToolAgent]:
+    """Makes a fresh :class:`ToolAgent` per call, given a system prompt: what evaluation's
+    agent mode runs each user turn through (``evaluate(..., make_agent=...)``)."""
+    s = sampling or Sampling()
+
+    def make(system: str | None) -> ToolAgent:
+        return ToolAgent("agent", system, toolkit=toolkit, max_steps=max_steps, generator=generator,
+                         max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p)
+    return make

@@ -31,6 +31,8 @@ class ToolCall:
 
 @dataclass
 class Message:
+    """One turn of a conversation (OpenAI chat shape); ``train`` overrides the loss policy."""
+
     role: Role
     content: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -57,6 +59,9 @@ class Tool:
 
 @dataclass
 class Conversation:
+    """Messages and the tools offered: the one shape every reader produces and everything
+    downstream reads."""
+
     messages: list[Message]
     tools: list[Tool] | None = None
     """The tools listed with the conversation; None when the record lists none

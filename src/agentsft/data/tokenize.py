@@ -135,3 +135,13 @@ def encode_conversations(convs: list[Conversation], tokenizer: Any, template: Ag
             continue
         report.examples.append(ex)
     return report
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two rows have in common."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

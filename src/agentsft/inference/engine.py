@@ -10,29 +10,22 @@ prompt is exactly the prefix the model was trained after.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from agentsft.adapters import merged_lora
-from agentsft.caches import (
-    growing_cache, layer_tensors, left_padded_cache, new_cache, prefix_plan, reused, tokens_to_read,
+from agentsft.accel.inference import (
+    caches_are_plain, decodes_with_float_keys, growing_cache, layer_tensors, left_padded_cache,
+    new_cache, prefix_plan, reused, takes_logits_to_keep, tokens_to_read,
 )
-from agentsft.config import DEFAULT_MODEL, ModelOptions
 from agentsft.data.schema import Conversation
-from agentsft.data.templates import AgentTemplate, get_template
+from agentsft.data.templates import AgentTemplate
 from agentsft.errors import AgentsftError
-from agentsft.packing import ATTENTION, takes_logits_to_keep, use_segment_attention
-from agentsft.models import (
-    RUN_FILE, auto_dtype, load_model, load_tokenizer, resolve_device, torch_dtype,
-    trained_folder,
-)
+from agentsft.inference.stops import RowCaps, StopStrings, TextStreamer, first_stop
 
 
 @dataclass
@@ -60,92 +53,11 @@ class Generation:
     tokens: int = 0
 
 
-class TextStreamer(BaseStreamer):
-    """Feeds decoded text to ``on_text`` as tokens arrive, holding back anything that could
-    still turn into a stop string (those are not shown)."""
-
-    def __init__(self, tokenizer: Any, on_text: Callable[[str], None], stops: tuple[str, ...]):
-        self.tokenizer, self.on_text, self.stops = tokenizer, on_text, stops
-        self.ids: list[int] = []
-        self.shown = 0
-        self.prompt_seen = False
-        self.done = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self.prompt_seen:  # generate() first passes the prompt
-            self.prompt_seen = True
-            return
-        self.ids.extend(value.reshape(-1).tolist())
-        self.flush(final=False)
-
-    def end(self) -> None:
-        self.flush(final=True)
-
-    def flush(self, final: bool) -> None:
-        if self.done:
-            return
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
-        cut = first_stop(text, self.stops)
-        if cut is not None:
-            text, self.done = text[:cut[0]], True
-        elif not final:
-            if text.endswith("\ufffd"):  # half of a multi-byte character
-                return
-            text = text[:len(text) - pending_stop_prefix(text, self.stops)]
-        if len(text) > self.shown:
-            self.on_text(text[self.shown:])
-            self.shown = len(text)
-
-
-def first_stop(text: str, stops: tuple[str, ...]) -> tuple[int, str] | None:
-    """Position and value of the earliest stop string in ``text``."""
-    found = [(text.find(s), s) for s in stops if s and s in text]
-    return min(found) if found else None
-
-
-def pending_stop_prefix(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest tail of ``text`` that begins some stop string."""
-    best = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), 0, -1):
-            if s.startswith(text[-n:]):
-                best = max(best, n)
-                break
-    return best
-
-
-class StopStrings(StoppingCriteria):
-    """Each row stops once its new text holds a stop string. Only the last few new tokens
-    are decoded each step (a stop string spans at most one token per character, plus the
-    bytes of a split character); transformers' own stop-string criterion scans the whole
-    vocabulary first, 0.3 s for the default model on every generate() call."""
-
-    def __init__(self, tokenizer: Any, stops: tuple[str, ...], prompt_width: int):
-        self.tokenizer, self.stops, self.width = tokenizer, stops, prompt_width
-        self.tail = max((len(s) for s in stops), default=0) + 4
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        tails = input_ids[:, max(self.width, input_ids.shape[1] - self.tail):]
-        return torch.tensor(self.found(tails), device=input_ids.device)
-
-    def found(self, tails: Any) -> list[bool]:
-        """Per row of last tokens (at least ``tail`` of them, where there are), whether
-        they hold a stop string."""
-        return [any(s in t for s in self.stops) for t in self.tokenizer.batch_decode(tails)]
-
-
-class RowCaps(StoppingCriteria):
-    """Each row of a batch stops at its own number of new tokens."""
-
-    def __init__(self, prompt_width: int, caps: list[int]):
-        self.prompt_width, self.caps = prompt_width, torch.tensor(caps)
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        return (input_ids.shape[1] - self.prompt_width) >= self.caps.to(input_ids.device)
-
-
 @dataclass
 class Generator:
+    """A model, its tokenizer and the agent template it was trained with: continues
+    prompts (batched, streamed), stopping at the template's stop strings."""
+
     model: Any
     tokenizer: Any
     template: AgentTemplate
@@ -252,25 +164,13 @@ class Generator:
         return {"logits_to_keep": 1} if takes_logits_to_keep(self.model) else {}
 
     def caches_are_plain(self) -> bool:
-        """Whether the model's cache keeps every position of every layer (no sliding
-        windows, no other state), so a prompt's cache is the start of a longer one's."""
+        """Whether a prompt's cache is the start of a longer one's (asked once)."""
         if self._plain is None:
-            from transformers.cache_utils import DynamicLayer
-            try:
-                with torch.no_grad(), self.eval_mode():
-                    cache = self.model(input_ids=torch.tensor([[self.tokenizer.eos_token_id or 0]],
-                                                              device=self.model.device),
-                                       use_cache=True).past_key_values
-                self._plain = all(type(layer) is DynamicLayer for layer in cache.layers)
-            except (AttributeError, TypeError, ValueError):  # an older cache, or none
-                self._plain = False
+            self._plain = caches_are_plain(self.model, self.tokenizer.eos_token_id or 0)
         return self._plain
 
     def decodes_with_float_keys(self) -> bool:
-        """Whether decoding goes through our CPU attention, which scores keys in float32
-        (so a cache may hold them that way)."""
-        return (self.model.device.type == "cpu"
-                and getattr(self.model.config, "_attn_implementation", None) == ATTENTION)
+        return decodes_with_float_keys(self.model)
 
     @contextlib.contextmanager
     def eval_mode(self) -> Iterator[None]:
@@ -376,53 +276,3 @@ class Generator:
         if found is not None:
             return Generation(text[:found[0]], found[1], n)
         return Generation(text, None, n)
-
-
-# ---------------------------------------------------------------------------
-# Loading what a run trained (or any model) for inference.
-
-
-def with_adapter(net: Any, folder: Path, merge: bool, device: str) -> Any:
-    """``net`` with the adapter in ``folder``: merged into its weights (then in the inference
-    dtype) where ``merge``, else as PEFT layers."""
-    dtype = torch_dtype(auto_dtype(device))
-    if merge and (merged := merged_lora(net, folder, dtype)) is not None:
-        return merged
-    from peft import PeftModel
-    net = PeftModel.from_pretrained(net, str(folder))
-    return net.merge_and_unload().to(dtype) if merge else net
-
-
-def load_generator(model: str | None = None, adapter: str | Path | None = None,
-                   device: str | None = None, template: str | None = None,
-                   trust_remote_code: bool = False) -> Generator:
-    """A Generator for a model, or for what a training run saved (``adapter``: a run
-    directory or its final/ folder; its base model and template come from agentsft.json)."""
-    info: dict[str, Any] = {}
-    folder = trained_folder(adapter) if adapter is not None else None
-    if folder is not None and (folder / RUN_FILE).is_file():
-        info = json.loads((folder / RUN_FILE).read_text())
-    is_adapter = folder is not None and (folder / "adapter_config.json").is_file()
-    base = model or info.get("base_model") or DEFAULT_MODEL
-    opts = ModelOptions(name=str(folder) if folder is not None and not is_adapter else base,
-                        device=device or "auto", dtype="auto",
-                        trust_remote_code=trust_remote_code or bool(info.get("trust_remote_code")),
-                        revision=info.get("revision"))
-    tokenizer = load_tokenizer(str(folder) if folder is not None else opts.name,
-                               opts.trust_remote_code)
-    device = resolve_device(opts.device)
-    merge = is_adapter and device == "cpu"
-    # On CPU an adapter is merged into the base (float32 sum, then the inference dtype):
-    # unmerged, its 2 x 7 extra products per layer cost about a third of each decode step.
-    net = load_model(opts, dtype="float32" if merge else None)
-    if is_adapter:
-        try:
-            net = with_adapter(net, folder, merge, device)
-        except (RuntimeError, ValueError) as e:
-            raise AgentsftError(f"the adapter in {folder} does not fit {base} "
-                                f"({str(e).strip().splitlines()[0][:200]}). Fix: pass --model with "
-                                f"the model it was trained on") from None
-    if device == "cpu":  # decoding over the cache through cached_attention (3x SDPA's speed here)
-        use_segment_attention(net)
-    name = template or info.get("template") or "auto"
-    return Generator(net, tokenizer, get_template(name, tokenizer))

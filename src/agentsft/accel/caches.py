@@ -17,6 +17,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from agentsft.data.tokenize import common_prefix
+
 SHARED_PREFIX = 64
 """Prompts sharing at least this many leading tokens take them from one cache."""
 BOUNDARY = 8
@@ -136,15 +138,6 @@ def cache_of(layers: list[GrowingLayer]) -> DynamicCache:
     cache = DynamicCache()
     cache.layers = layers
     return cache
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def reused(previous: list[int], row: list[int]) -> int:

@@ -155,4 +155,6 @@ def fast_layers(model: Any, autocast: torch.dtype | None) -> Iterator[int]:
         yield len(swapped)
     finally:
         for module in swapped:
-            del module.forward
+            # pop, not del: transformers 5.25 may have swapped a module's forward itself
+            # meanwhile (its hub kernels), and a missing attribute must not end the run.
+            module.__dict__.pop("forward", None)

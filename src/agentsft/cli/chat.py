@@ -7,20 +7,44 @@ their own lines; ``exit`` (or end of input) leaves, ``/reset`` clears memory.
 Interactively the prompt comes up at once and the model loads while you type: importing
 torch and transformers takes about 3 s on a 2-core laptop CPU, and loading the default
 model about 0.4 s more, which would otherwise all come before the first word. Python's
-cyclic garbage collector is paused while that happens (:func:`models.collection_paused`).
+cyclic garbage collector is paused while that happens (:func:`hub.collection_paused`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from agentsft.models import collection_paused
+from agentsft.cli.common import add_generation, add_model_choice, whole_number
+from agentsft.hub import collection_paused
 
 if TYPE_CHECKING:  # torch and transformers load in the background (see run_chat)
     from agentsft.agents import DialogAgent
+
+def add(verbs) -> None:
+    p = verbs.add_parser(
+        "chat", help="talk to a model or a trained run, optionally with real Python tools",
+        description="Talk to a model, or to what `agentsft train` saved (--adapter). Replies "
+                    "stream as they are written; with --tools the agent calls your Python "
+                    "functions and uses their results. Type exit to leave, /reset to clear memory.",
+        epilog="examples:\n"
+               "  agentsft chat --adapter runs/persona\n"
+               "  agentsft chat --tools examples/tools.py --system 'You are Marlo.'\n"
+               "  agentsft chat --adapter runs/persona --prompt 'Who are you?'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_choice(p)
+    p.add_argument("--tools", metavar="FILE.py", help="Python file whose functions (or TOOLS list) "
+                                                      "the agent may call")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--prompt", help="answer this once and exit, printing only the reply")
+    p.add_argument("--json", action="store_true", help="with --prompt: the reply and tool calls as JSON")
+    p.add_argument("--max-steps", type=whole_number(1), default=5,
+                   help="tool-call rounds per answer before the agent stops")
+    add_generation(p)
+
 
 CYAN, DIM, BOLD, RESET = "\x1b[36m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
 
@@ -38,7 +62,7 @@ class ReplyStream:
     """Shows a streamed reply up to where its tool calls begin (those are shown as events)."""
 
     def __init__(self, paint: Painter, marker: str):
-        from agentsft.generate import pending_stop_prefix
+        from agentsft.inference import pending_stop_prefix
         self.pending = pending_stop_prefix
         self.paint, self.marker = paint, marker
         self.text, self.shown, self.stopped = "", 0, False
@@ -64,7 +88,7 @@ def build_agent(args) -> DialogAgent:
 
 def agent_for(args) -> DialogAgent:
     from agentsft.agents import DialogAgent, Toolkit, ToolAgent
-    from agentsft.generate import load_generator
+    from agentsft.inference import load_generator
     generator = load_generator(args.model, args.adapter, args.device)
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     if args.tools:
@@ -110,7 +134,7 @@ def read_message(prompt: str = "you> ") -> str | None:
     return None if text.strip().lower() in ("exit", "quit") else text
 
 
-def run_chat(args) -> int:
+def run(args) -> int:
     if args.prompt is not None:
         return answer_once(build_agent(args), args.prompt, args.json)
     loading = Loading(lambda: build_agent(args))

@@ -1,0 +1,87 @@
+"""``agentsft data check|preview|stats|convert``: look at data before training on it."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from agentsft.cli.common import add_reading, add_rendering, whole_number
+from agentsft.data.templates import POLICIES
+from agentsft.data.tokenize import TRUNCATION
+
+
+def add(verbs) -> None:
+    data = verbs.add_parser("data", help="check, preview, measure and convert conversation data",
+                            description="Look at conversation data before training on it.")
+    data.set_defaults(usage=data.format_help)
+    sub = data.add_subparsers(dest="action", metavar="ACTION")
+
+    p = sub.add_parser("check", help="validate files; count conversations, turns, calls, tools",
+                       description="Validate data files and count what they hold. Exit 0 when "
+                                   "clean, 2 at the first invalid record (unless --skip-invalid).")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="data files (.json / .jsonl) or folders holding them")
+    p.add_argument("--policy", default="assistant", choices=POLICIES,
+                   help="loss policy; a record with no trained message under it is an error")
+    add_reading(p)
+
+    p = sub.add_parser("preview", help="show rendered examples with the trained tokens marked",
+                       description="Render examples with the agent template and mark the tokens "
+                                   "in the loss: green on a terminal, [[...]] otherwise.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-n", type=whole_number(0), default=3,
+                   help="how many examples (0: all; default 3)")
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object per example: {"tokens", "ids", "trained"}')
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--max-length", type=whole_number(1), default=None, metavar="L",
+                   help="apply a token limit as training would")
+    p.add_argument("--truncation", choices=TRUNCATION, default="drop",
+                   help="over --max-length: drop the example (default) or cut it")
+    add_reading(p)
+    add_rendering(p)
+
+    p = sub.add_parser("stats", help="token lengths, trained share, what a max length would cut",
+                       description="Token-length percentiles, the trained-token share and a "
+                                   "histogram; with --max-length, how many examples it would "
+                                   "drop or truncate.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--max-length", type=whole_number(1), default=None, metavar="L")
+    add_reading(p)
+    add_rendering(p)
+
+    p = sub.add_parser("convert", help="convert any supported format to OpenAI JSONL",
+                       description="Read files in any supported format and write OpenAI-style "
+                                   "JSONL (messages + tools).")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--to", default="openai", choices=("openai",))
+    p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    add_reading(p)
+
+
+def tokenizer_and_template(args):
+    from agentsft import hub
+    from agentsft.data.templates import get_template
+    with hub.collection_paused():
+        tok = hub.load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+        return tok, get_template(args.template, tok)
+
+
+def run(args) -> int:
+    from agentsft.data import inspect
+    if args.action == "check":
+        return inspect.check(args.files, args.format, args.skip_invalid, args.policy)
+    if args.action == "convert":
+        return inspect.convert(args.files, args.to, args.output, args.format, args.skip_invalid)
+    if args.action in ("preview", "stats"):
+        tok, template = tokenizer_and_template(args)
+        if args.action == "stats":
+            return inspect.stats(args.file, tok, template, args.policy, args.format,
+                                 args.skip_invalid, args.max_length)
+        color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
+                                           and not os.environ.get("NO_COLOR"))
+        return inspect.preview(args.file, args.n, tok, template, args.policy, args.format,
+                               args.skip_invalid, args.json, color, args.max_length,
+                               args.truncation)
+    print(args.usage(), file=sys.stderr)
+    return 2

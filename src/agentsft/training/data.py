@@ -1,0 +1,104 @@
+"""Preparing the data of a run: conversations -> masked token rows, with a held-out
+validation split; anything skipped, dropped or truncated is counted and said."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from agentsft.config import Config
+from agentsft.data.readers import read_conversations
+from agentsft.data.schema import Conversation
+from agentsft.data.templates import AgentTemplate, get_template
+from agentsft.data.tokenize import Example, encode_conversations
+from agentsft.errors import AgentsftError
+from agentsft.hub import context_length, is_main, load_tokenizer, quiet_loading, say
+
+
+def split_validation(convs: list[Conversation], fraction: float, seed: int
+                     ) -> tuple[list[Conversation], list[Conversation]]:
+    """A seeded hold-out: never the training set itself. None when too few to spare."""
+    n_val = round(len(convs) * fraction)
+    if fraction <= 0 or n_val < 1 or len(convs) - n_val < 1:
+        return convs, []
+    order = list(range(len(convs)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_val])
+    return ([c for i, c in enumerate(convs) if i not in held],
+            [c for i, c in enumerate(convs) if i in held])
+
+
+def prepare_data(cfg: Config, tokenizer: Any, template: Any
+                 ) -> tuple[list[Example], list[Example], list[Conversation]]:
+    """Training rows, validation rows, and the validation conversations (for generation)."""
+    d = cfg.data
+    if not d.train:
+        raise AgentsftError("no training data. Fix: pass --data FILE (or set data.train)")
+    read = read_conversations(d.train, d.format, d.skip_invalid)
+    report_skipped(read.skipped, "invalid record")
+    if d.val:
+        val_read = read_conversations(d.val, d.format, d.skip_invalid)
+        report_skipped(val_read.skipped, "invalid validation record")
+        train_convs, val_convs = read.conversations, val_read.conversations
+    else:
+        train_convs, val_convs = split_validation(read.conversations, d.val_fraction,
+                                                  cfg.training.seed)
+    rows = []
+    for name, convs in (("training", train_convs), ("validation", val_convs)):
+        enc = encode_conversations(convs, tokenizer, template, d.policy, d.max_length,
+                                   d.truncation, d.skip_invalid, progress=is_main())
+        report_skipped(enc.skipped, f"{name} example")
+        if enc.dropped:
+            say(f"dropped {len(enc.dropped)} {name} example(s) longer than data.max_length="
+                f"{d.max_length} (first: {enc.dropped[0]}); set data.truncation=truncate to keep them")
+        if enc.truncated:
+            say(f"truncated {len(enc.truncated)} {name} example(s) to {d.max_length} tokens")
+        rows.append(enc.examples)
+    train_rows, val_rows = rows
+    if not train_rows or not any(ex.n_trained for ex in train_rows):
+        raise AgentsftError(f"nothing to train on: no training example has a trained token "
+                            f"(data: {', '.join(d.train)}). Fix: check data.policy, the train "
+                            f"flags and data.max_length")
+    check_max_length(cfg)
+    trained = sum(ex.n_trained for ex in train_rows)
+    say(f"data: {len(train_rows)} training examples ({trained} trained tokens), "
+        f"{len(val_rows)} validation; template {template.name}, policy {d.policy}")
+    return train_rows, val_rows, val_convs
+
+
+def tokenizer_and_template(cfg: Config) -> tuple[Any, AgentTemplate]:
+    """The model's tokenizer and the agent template the run trains with."""
+    quiet_loading()
+    tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
+    return tokenizer, get_template(cfg.data.template, tokenizer)
+
+
+def check_max_length(cfg: Config) -> None:
+    """data.max_length must fit the model's context (read from its config, no weights)."""
+    limit = context_length(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
+    if limit is not None and cfg.data.max_length > limit:
+        raise AgentsftError(f"data.max_length={cfg.data.max_length} is above the model's context "
+                            f"({limit} tokens). Fix: --set data.max_length={limit} or less")
+
+
+def report_skipped(errors: list, what: str) -> None:
+    if errors:
+        say(f"skipped {len(errors)} {what}(s):")
+        for e in errors[:20]:
+            say(f"  {e}")
+        if len(errors) > 20:
+            say(f"  ... and {len(errors) - 20} more")
+
+
+class Rows(torch.utils.data.Dataset):
+    def __init__(self, examples: list[Example]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        ex = self.examples[i]
+        return {"input_ids": ex.input_ids, "labels": ex.labels}
