@@ -25,29 +25,32 @@ def lint_imports(cwd: Path, package_parent: Path) -> subprocess.CompletedProcess
                           env={"PYTHONPATH": str(package_parent), "PATH": "/usr/bin:/bin"})
 
 
-def test_the_import_contracts_hold(tmp_path):
+def test_the_import_contracts_hold():
     r = lint_imports(ROOT, ROOT / "src")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "3 kept, 0 broken" in r.stdout
 
 
-def test_an_upward_import_hidden_in_a_function_breaks_the_layers(tmp_path):
+def lint_with(tmp_path: Path, module: str, code: str) -> subprocess.CompletedProcess:
+    """lint-imports over a copy of the package with ``code`` appended to ``module``."""
     shutil.copytree(SRC, tmp_path / "agentsft")
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    with open(tmp_path / "agentsft" / "data" / "schema.py", "a") as f:
-        f.write("\n\ndef planted():\n    from agentsft.training import train\n    return train\n")
-    r = lint_imports(tmp_path, tmp_path)
+    with open(tmp_path / "agentsft" / module, "a") as f:
+        f.write(code)
+    return lint_imports(tmp_path, tmp_path)
+
+
+def test_an_upward_import_hidden_in_a_function_breaks_the_layers(tmp_path):
+    r = lint_with(tmp_path, "data/schema.py",
+                  "\n\ndef planted():\n    from agentsft.training import train\n    return train\n")
     assert r.returncode == 1
     assert "agentsft.data.schema -> agentsft.training" in r.stdout
     assert "Layers: imports run one way, bottom to top BROKEN" in r.stdout
 
 
 def test_reaching_past_the_accel_entry_points_breaks_a_contract(tmp_path):
-    shutil.copytree(SRC, tmp_path / "agentsft")
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    with open(tmp_path / "agentsft" / "inference" / "engine.py", "a") as f:
-        f.write("\nfrom agentsft.accel.caches import new_cache  # noqa\n")
-    r = lint_imports(tmp_path, tmp_path)
+    r = lint_with(tmp_path, "inference/engine.py",
+                  "\nfrom agentsft.accel.caches import new_cache  # noqa\n")
     assert r.returncode == 1 and "accel.inference BROKEN" in r.stdout
 
 
@@ -79,6 +82,7 @@ def test_the_public_api_is_explicit_typed_and_documented():
 
     import agentsft
     assert (SRC / "py.typed").is_file()
+    assert agentsft.__all__ == sorted(agentsft._EXPORTS)  # the list is the lazy table
     assert set(agentsft.__all__) <= set(dir(agentsft))
     tree = ast.parse((SRC / "__init__.py").read_text(encoding="utf-8"))
     checked = next(n for n in tree.body if isinstance(n, ast.If)

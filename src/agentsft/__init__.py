@@ -53,7 +53,12 @@ _EXPORTS = {
     "ToolAgent": "agentsft.agents", "Toolkit": "agentsft.agents", "Msg": "agentsft.agents",
     "UserAgent": "agentsft.agents", "converse": "agentsft.agents",
 }
-__all__ = sorted(_EXPORTS)
+# Written out (not computed) so that type checkers see what the package exports.
+__all__ = ["AgentsftError", "Config", "Conversation", "DataError", "DialogAgent",
+           "FinetuneDialogAgent", "Generator", "Message", "Msg", "Sampling", "Tool",
+           "ToolAgent", "ToolCall", "Toolkit", "TrainResult", "UserAgent", "converse",
+           "encode_conversations", "evaluate", "get_template", "load_config", "load_generator",
+           "load_tokenizer", "read_conversations", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from agentsft.cli.common import add_generation, add_model_choice, add_reading, w
 from agentsft.data.templates import TEMPLATES
 from agentsft.errors import AgentsftError
 from agentsft.files import write_text_atomically
+from agentsft.hub import say
 
 
 def add(verbs) -> None:
@@ -48,10 +48,6 @@ def add(verbs) -> None:
                    help='count an argument "5" as equal to 5 (off: JSON types must match)')
     add_generation(p)
     add_reading(p)
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def run(args) -> int:
