@@ -151,20 +151,26 @@ def packing_is_exact(model: Any, tol: float = 0.02) -> bool:
     return close(second, first, tol)
 
 
-@torch.no_grad()
 def sharing_is_exact(model: Any, tol: float = 0.02) -> bool:
     """Whether the model's attention lets examples share a prefix: two examples that begin
     with the same untrained tokens must get the same logits after them whether the prefix
     is held once or once each. A model that dropped ``segment_context`` on the way to its
-    attention would have the second example's rest see nothing before it."""
+    attention would have the second example's rest see nothing before it.
+
+    Both passes run with gradients on, as training runs them, so that on CPU both go through
+    our attention kernel. Without gradients the pass without shared prefixes took SDPA's
+    kernel instead, and on the default model in bf16 the two kernels' rounding through 30
+    layers (0.0206 of the logits' scale, against 0.0164 kernel against itself) failed the
+    check: training silently stopped sharing prompts (transformers 5.25)."""
     if getattr(model.config, "attention_dropout", 0) or \
             getattr(model.config, "_attn_implementation", None) != ATTENTION:
         return False  # our attention has no dropout; others do not read segment_context
     n = MIN_SHARED  # shared: the tokens before the one that predicts the first trained one
     prefix, b, c = probe_rows(model, n + 1, 5, 7)
     a, b = prefix + b, prefix + c
-    twice = packed_logits(model, [a, b])
-    once = packed_logits(model, [a, b], share=True, untrained=n + 1)
+    with torch.enable_grad():
+        twice = packed_logits(model, [a, b]).detach()
+        once = packed_logits(model, [a, b], share=True, untrained=n + 1).detach()
     if once.shape[0] != len(a) + len(b) - n:
         return False
     rest = torch.cat([twice[n:len(a)], twice[len(a) + n:]])
