@@ -8,6 +8,7 @@ cannot be made to write a given call.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Literal
@@ -54,6 +55,23 @@ def slow(seconds: float) -> str:
     return "done"
 
 
+NAPS: list[str] = []
+
+
+async def nap(seconds: float) -> str:
+    """Sleep without blocking.
+
+    Args:
+        seconds: How long.
+    """
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        NAPS.append("cancelled")
+        raise
+    return "rested"
+
+
 def test_schema_from_type_hints_and_docstring():
     tool = function_schema(forecast)
     assert tool.name == "forecast"
@@ -66,11 +84,50 @@ def test_schema_from_type_hints_and_docstring():
                      "default": 1},
             "unit": {"enum": ["C", "F"], "type": "string", "description": "Temperature unit.",
                      "default": "C"},
-            "hours": {"type": "array", "items": {"type": "integer"},
+            "hours": {"type": ["array", "null"], "items": {"type": "integer"},
                       "description": "Hours of the day to include."},
         },
         "required": ["city"],
     }
+
+
+def test_schema_where_get_json_schema_stops():
+    """transformers' get_json_schema refuses a function without a docstring, an argument
+    without a description or one without a hint; agentsft's tools take them, and an
+    Optional argument takes an explicit null."""
+    from transformers.utils import get_json_schema
+    from transformers.utils.chat_template_utils import (
+        DocstringParsingException, TypeHintParsingException,
+    )
+
+    def lookup(word, limit: int | None = 3, strict: bool = False):
+        """Look a word up.
+
+        Args:
+            word: The word.
+        """
+        return [word, limit, strict]
+
+    def bare(x: int):
+        return x
+
+    for fn in (lookup, bare):
+        with pytest.raises((DocstringParsingException, TypeHintParsingException)):
+            get_json_schema(fn)
+    tool = function_schema(lookup)
+    assert tool.description == "Look a word up."
+    assert tool.parameters == {"type": "object", "required": ["word"], "properties": {
+        "word": {"description": "The word."},
+        "limit": {"type": ["integer", "null"], "default": 3},
+        "strict": {"type": "boolean", "default": False}}}
+    assert function_schema(bare).parameters == {
+        "type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
+    assert function_schema(bare).description == ""
+    kit = Toolkit([lookup, forecast])
+    assert json.loads(kit.run(ToolCall("lookup", {"word": "a", "limit": None})).content) == ["a", None, False]
+    assert not kit.run(ToolCall("forecast", {"city": "Oslo", "hours": None})).error
+    assert "argument 'limit' must be integer or null, got \"3\"" in \
+        kit.run(ToolCall("lookup", {"word": "a", "limit": "3"})).content
 
 
 def test_explicit_schema_and_decorator():
@@ -87,12 +144,12 @@ def test_explicit_schema_and_decorator():
 
 
 def test_toolkit_turns_every_failure_into_an_error_text():
-    kit = Toolkit([forecast, slow], timeout=0.3)
+    kit = Toolkit([forecast, slow, nap], timeout=0.3)
     ok = kit.run(ToolCall("forecast", {"city": "Oslo", "days": 2}))
     assert not ok.error and json.loads(ok.content) == {"city": "Oslo", "days": 2, "unit": "C",
                                                        "temperature": 21}
     cases = [
-        (ToolCall("weather", {}), "there is no tool named 'weather'. Available tools: forecast, slow"),
+        (ToolCall("weather", {}), "there is no tool named 'weather'. Available tools: forecast, slow, nap"),
         (ToolCall("forecast", {}), "missing required argument 'city'"),
         (ToolCall("forecast", {"city": "Oslo", "when": 1}), "unknown argument 'when'"),
         (ToolCall("forecast", {"city": "Oslo", "days": "2"}), "argument 'days' must be integer, got \"2\""),
@@ -100,7 +157,9 @@ def test_toolkit_turns_every_failure_into_an_error_text():
         (ToolCall("forecast", {"city": "Oslo", "unit": "K"}), "argument 'unit' must be one of [\"C\", \"F\"]"),
         (ToolCall("forecast", {"city": "Oslo", "hours": [1, "x"]}), "argument 'hours'[1] must be integer"),
         (ToolCall("forecast", {"city": "Atlantis"}), "forecast failed: ValueError: no such city"),
-        (ToolCall("slow", {"seconds": 5}), "slow did not finish within 0.3 seconds"),
+        (ToolCall("slow", {"seconds": 5}), "slow did not finish within 0.3 seconds; it is "
+                                            "still running in the background"),
+        (ToolCall("nap", {"seconds": 5}), "nap did not finish within 0.3 seconds and was cancelled"),
     ]
     for call, message in cases:
         started = time.perf_counter()
@@ -108,6 +167,8 @@ def test_toolkit_turns_every_failure_into_an_error_text():
         assert result.error and result.content.startswith("Error: ") and message in result.content, \
             (call, result.content)
         assert time.perf_counter() - started < 2
+    assert NAPS == ["cancelled"]  # the async tool was stopped, not abandoned
+    assert kit.run(ToolCall("nap", {"seconds": 0})).content == "rested"
 
 
 def test_tools_file_loads_its_tools_list():
@@ -286,6 +347,28 @@ def test_finetune_agent_without_a_config_then_continuing(tiny_model, tmp_path, m
     assert agent.adapter == second.run.final
 
 
+def test_finetune_agent_trains_its_local_model_folder(tiny_model, tmp_path, monkeypatch):
+    """The seed's call: a hub id plus ``local_model_path`` (a plain copy of the model). The
+    local folder answers and is what fine-tuning trains; the hub is never asked."""
+    monkeypatch.chdir(tmp_path)
+    agent = FinetuneDialogAgent("bot", pretrained_model_name_or_path="nobody/not-on-this-machine",
+                                local_model_path=str(tiny_model), data_path=str(codeword_data(tmp_path)),
+                                fine_tune_config={"training_args": {"max_steps": 1}})
+    info = json.loads((agent.last_run.run.final / "agentsft.json").read_text())
+    assert info["base_model"] == str(tiny_model) and agent.last_run.steps == 1
+
+
+def test_load_model_checks_the_model_when_called(tiny_model, tmp_path):
+    from agentsft.errors import AgentsftError
+    with pytest.raises(AgentsftError, match="local_model_path .*nope does not exist"):
+        FinetuneDialogAgent("bot", local_model_path=str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AgentsftError, match="cannot load a model config"):
+        FinetuneDialogAgent("bot", pretrained_model_name_or_path=str(tmp_path / "empty"))
+    agent = FinetuneDialogAgent("bot", pretrained_model_name_or_path=str(tiny_model))
+    assert agent.model_name == str(tiny_model) and agent._generator is None  # weights load later
+
+
 def test_load_generator_reads_the_run_it_was_given(tiny_model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     agent = FinetuneDialogAgent("bot", pretrained_model_name_or_path=str(tiny_model),
@@ -334,6 +417,7 @@ def test_chat_builds_its_agent_with_the_collector_paused_then_resumed(tiny_model
     from agentsft.cli import chat
     from agentsft.errors import AgentsftError
     args = SimpleNamespace(model=str(tiny_model), adapter=None, device=None, max_new_tokens=2,
+                           dtype="auto", fast_path="auto",
                            temperature=0.0, top_p=1.0, tools=None, system=None)
     during = []
     real = chat.agent_for

@@ -70,7 +70,7 @@ def test_reading_a_prompt_applies_the_output_head_to_one_position(tiny_model, to
     assert positions == [1]
     plain = DynamicCache()
     with torch.no_grad():
-        gen.model(input_ids=torch.tensor([row]), past_key_values=plain, use_cache=True)
+        gen.model(input_ids=torch.tensor([row]), use_cache=True, **{gen.cache_keyword: plain})
     assert len(layers) == len(plain.layers)
     for (k, v), layer in zip(layers, plain.layers):
         assert k.shape[2] == len(row)

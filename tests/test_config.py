@@ -90,6 +90,29 @@ def test_unknown_keys_are_named_with_the_closest_valid_one(tmp_path):
         config.load(p)
 
 
+def test_hugging_face_names_are_aliases_or_name_the_right_key():
+    """``--set training.save_steps=2`` answered "did you mean 'training.max_steps'?"."""
+    cfg = config.load(overrides=[
+        "training.save_steps=2", "training.logging_steps=3", "training.eval_steps=4",
+        "training.num_train_epochs=1", "training.per_device_train_batch_size=2",
+        "training.gradient_accumulation_steps=5", "training.save_total_limit=6",
+        "training.warmup_ratio=0.1", "training.lr_scheduler_type=linear", "training.optim=sgd",
+        "lora.lora_alpha=8", "lora.lora_dropout=0.1", "quantization.bnb_4bit_quant_type=fp4"])
+    t = cfg.training
+    assert (t.save_every, t.log_every, t.eval_every, t.epochs, t.batch_size) == (2, 3, 4, 1.0, 2)
+    assert (t.gradient_accumulation, t.keep_last, t.warmup_ratio, t.scheduler, t.optimizer) == \
+        (5, 6, 0.1, "linear", "sgd")
+    assert (cfg.lora.alpha, cfg.lora.dropout, cfg.quantization.quant_type) == (8, 0.1, "fp4")
+    with pytest.raises(ConfigError, match=r"'training.fp16': is Hugging Face's name for something "
+                                          r"agentsft sets another way\. Fix: use training.precision=fp16"):
+        config.load(overrides=["training.fp16=true"])
+    with pytest.raises(ConfigError, match="Fix: use eval.batch_size"):
+        config.load(overrides=["training.per_device_eval_batch_size=2"])
+    with pytest.raises(ConfigError, match=r"'training.save_every': sets the same option as "
+                                          r"training.save_steps\. Fix: give only one of them"):
+        config.load(overrides=["training.save_steps=2", "training.save_every=3"])
+
+
 def test_values_are_converted_or_rejected_with_the_key():
     cfg = config.load(overrides=["training.gradient_checkpointing=True", "model.dtype=torch.float16",
                                  "training.learning_rate=5e-5", "training.max_steps=10",

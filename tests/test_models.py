@@ -49,3 +49,38 @@ def test_hf_token_from_environment_or_dotenv(tmp_path, monkeypatch):
 def test_unknown_model_is_a_one_line_error(tmp_path):
     with pytest.raises(AgentsftError, match=r"cannot load a tokenizer for .*nothing.*Fix: "):
         hub.load_tokenizer(str(tmp_path / "nothing"))
+
+
+def test_a_run_is_served_on_the_base_it_recorded_unless_a_model_is_named(tmp_path):
+    from agentsft.inference.loading import model_options
+    info = {"base_model": "org/base", "revision": "v2", "trust_remote_code": False}
+    recorded = model_options(None, None, info, None, False)
+    assert (recorded.name, recorded.revision) == ("org/base", "v2")
+    named = model_options("org/other", None, info, "cpu", False)
+    assert (named.name, named.revision, named.device) == ("org/other", None, "cpu")
+    full = model_options(None, tmp_path, info, None, False)  # a full fine-tune's own folder
+    assert (full.name, full.revision) == (str(tmp_path), None)
+
+
+def test_a_qlora_run_reloads_quantized_on_cuda_and_says_so_elsewhere(capsys):
+    from agentsft.inference.loading import recorded_quantization
+    info = {"quantization_bits": 4, "quantization": {
+        "bits": 4, "quant_type": "fp4", "double_quant": False, "compute_dtype": "float16"}}
+    q = recorded_quantization(info, "cuda:0")
+    assert (q.bits, q.quant_type, q.double_quant, q.compute_dtype) == (4, "fp4", False, "float16")
+    assert recorded_quantization({"quantization_bits": 4}, "cuda").quant_type == "nf4"  # older runs
+    assert recorded_quantization(info, "cpu") is None
+    assert "trained on a 4-bit base, which needs a CUDA GPU; loading the base unquantized on cpu" \
+        in capsys.readouterr().err
+    assert recorded_quantization({"quantization_bits": None}, "cpu") is None
+
+
+def test_a_qlora_run_records_its_quantization():
+    from agentsft.config import Config
+    from agentsft.training.outputs import run_info
+    cfg = Config()
+    cfg.training.method = "qlora"
+    info = run_info(cfg, "hermes")
+    assert info["quantization_bits"] == 4 and info["quantization"]["quant_type"] == "nf4"
+    cfg.training.method = "lora"
+    assert run_info(cfg, "hermes")["quantization"] is None

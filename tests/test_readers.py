@@ -209,6 +209,18 @@ def test_a_bad_first_jsonl_line_is_skippable(tmp_path):
     assert len(report.conversations) == 1 and report.skipped[0].where == f"{p}:1"
 
 
-def test_an_empty_file_is_a_warning(tmp_path):
-    report = read_conversations(write(tmp_path, "empty.jsonl", "\n"))
-    assert report.conversations == [] and report.warnings == [f"{tmp_path / 'empty.jsonl'}: holds no records"]
+def test_an_empty_file_is_an_error_for_every_verb(tmp_path, tiny_model, capsys):
+    """Before: ``data check`` passed it with a warning and ``train`` said "no training
+    example has a trained token"; now both stop at once, naming the file."""
+    from agentsft.cli import main
+    empty = write(tmp_path, "empty.jsonl", "\n")
+    with pytest.raises(DataError, match=r"empty.jsonl: holds no records. Fix: add conversations"):
+        read_conversations(empty)
+    assert main(["data", "check", str(empty)]) == 2
+    assert main(["train", "--model", str(tiny_model), "--data", str(empty),
+                 "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line.count("empty.jsonl: holds no records") for line in err[-2:]] == [1, 1]
+    assert not (tmp_path / "run").exists()
+    skipped = write(tmp_path, "bad.jsonl", "{not json\n")  # all invalid and skipped: counted
+    assert len(read_conversations(skipped, skip_invalid=True).skipped) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -434,6 +435,8 @@ def test_two_processes_follow_the_same_loss_curve_as_one(tiny_model, data, tmp_p
     assert (tmp_path / "two" / "best").is_dir()
     assert a[-1] < a[0]
     torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=2e-3, atol=0)
+    shown = [float(x) for x in re.findall(r"loss=([0-9.]+)", two.stderr)]  # the progress bar
+    assert shown and shown[-1] == pytest.approx(b[-1], abs=2e-3)  # not 2x: one loss, not a sum
 
 
 @pytest.mark.gpu

@@ -293,14 +293,20 @@ def bnb_config(quant: QuantizationOptions, device: str) -> Any:
                               bnb_4bit_compute_dtype=torch_dtype(quant.compute_dtype))
 
 
-def context_length(name_or_path: str, trust_remote_code: bool = False,
-                   revision: str | None = None) -> int | None:
-    """The model's maximum positions, read from its config (no weights loaded)."""
+def model_config(name_or_path: str, trust_remote_code: bool = False,
+                 revision: str | None = None) -> Any:
+    """The model's config (no weights loaded); a clear error where it cannot be found."""
     from transformers import AutoConfig
     where = resolve(name_or_path)
     try:
-        cfg = AutoConfig.from_pretrained(where, token=hf_token(), trust_remote_code=trust_remote_code,
-                                         revision=revision)
+        return AutoConfig.from_pretrained(where, token=hf_token(),
+                                          trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as e:
         raise not_found("a model config", name_or_path, where, e) from None
+
+
+def context_length(name_or_path: str, trust_remote_code: bool = False,
+                   revision: str | None = None) -> int | None:
+    """The model's maximum positions, read from its config (no weights loaded)."""
+    cfg = model_config(name_or_path, trust_remote_code, revision)
     return getattr(cfg, "max_position_embeddings", None)

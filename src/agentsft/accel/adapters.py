@@ -15,8 +15,8 @@ one product (:class:`Siblings`): a LoRA step of the default model took 0.967x th
 tokens, 10 pairs interleaved in one process; another run of 8 pairs: 0.974x).
 
 Only plain LoRA layers with one active, unmerged adapter and no bias on B take this path;
-every other case (DoRA and other variants, several adapters, adapters switched off, no
-autocast) runs PEFT's own forward.
+every other case (DoRA and other variants, several adapters, adapters switched off, an
+input whose dtype differs from the weights' without autocast) runs PEFT's own forward.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def fused_forward(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     if (args or kwargs or layer.disable_adapters or layer.merged or len(active) != 1
             or active[0] not in layer.lora_A or active[0] in layer.lora_variant
             or layer.lora_B[active[0]].bias is not None
-            or not autocasting(x)):
+            or not (autocasting(x) or one_dtype(layer, active[0], x))):
         return type(layer).forward(layer, x, *args, **kwargs)
     name = active[0]
     flat = x.reshape(-1, x.shape[-1])
@@ -106,6 +106,13 @@ def sibling_groups(model: Any, layers: list[Any]) -> list[Siblings]:
     return groups
 
 
+def one_dtype(layer: Any, name: str, x: torch.Tensor) -> bool:
+    """Whether input, frozen weight and adapter share a dtype (float32 training): the
+    product then needs no cast."""
+    return x.dtype == layer.base_layer.weight.dtype == layer.lora_A[name].weight.dtype \
+        == layer.lora_B[name].weight.dtype
+
+
 def autocasting(x: torch.Tensor) -> bool:
     """Whether autocast is on for ``x``'s device (the fused product mixes the frozen
     layer's dtype with the adapters' float32 weights only under autocast)."""
@@ -113,15 +120,15 @@ def autocasting(x: torch.Tensor) -> bool:
 
 
 @contextlib.contextmanager
-def fast_adapters(model: Any, autocast: torch.dtype | None) -> Iterator[None]:
-    """While training under ``autocast`` (a dtype, or None), LoRA layers run
-    :func:`fused_forward` and PEFT's input casts are skipped; on CPU their frozen float32
-    weights are held in the autocast dtype (see :func:`frozen_in`). All is undone on exit.
-    Without autocast, nothing changes (the casts are needed then), nor under DeepSpeed
+def fast_adapters(model: Any, autocast: torch.dtype | None) -> Iterator[int]:
+    """While training, LoRA layers run :func:`fused_forward` (under ``autocast``, a dtype,
+    or where everything is one dtype, as in float32 training). Under autocast PEFT's input
+    casts are skipped and, on CPU, the frozen float32 weights are held in the autocast
+    dtype (see :func:`frozen_in`). All is undone on exit. Nothing changes under DeepSpeed
     ZeRO-3, which gathers a module's weights only when that module runs: the fused path
-    reads the weights of LoRA modules it does not call."""
-    if autocast is None or not hasattr(model, "peft_config") or zero3():
-        yield
+    reads the weights of LoRA modules it does not call. Yields how many layers were fused."""
+    if not hasattr(model, "peft_config") or zero3():
+        yield 0
         return
     from peft.helpers import disable_input_dtype_casting
     from peft.tuners.lora import Linear
@@ -132,8 +139,11 @@ def fast_adapters(model: Any, autocast: torch.dtype | None) -> Iterator[None]:
         for layer in group.layers:
             layer.__dict__["lora_siblings"] = group
     try:
-        with disable_input_dtype_casting(model), frozen_in(layers, autocast):
-            yield
+        if autocast is None:
+            yield len(layers)
+        else:
+            with disable_input_dtype_casting(model), frozen_in(layers, autocast):
+                yield len(layers)
     finally:
         for layer in layers:
             layer.__dict__.pop("forward", None)

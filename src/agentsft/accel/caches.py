@@ -17,6 +17,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from agentsft.accel.logits import forward_takes
 from agentsft.data.tokenize import common_prefix
 
 SHARED_PREFIX = 64
@@ -24,6 +25,19 @@ SHARED_PREFIX = 64
 BOUNDARY = 8
 """A prompt whose first tokens but at most this many are another's counts as its prefix
 (the last tokens of a prompt, ``assistant\\n`` say, may merge with what follows)."""
+
+
+def cache_keyword(model: Any) -> str:
+    """The argument a key/value cache is passed under: ``cache`` in the transformers that
+    deprecate ``past_key_values`` (5.24 warns on every call with the old name), else
+    ``past_key_values``."""
+    return "cache" if forward_takes(model, "cache") else "past_key_values"
+
+
+def returned_cache(output: Any) -> Any:
+    """The cache a forward pass returned, under either name."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def new_cache(layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> DynamicCache:

@@ -18,18 +18,21 @@ import torch
 
 from agentsft.accel.adapters import merged_lora
 from agentsft.accel.caches import (
-    growing_cache, layer_tensors, left_padded_cache, new_cache, prefix_plan, reused, tokens_to_read,
+    cache_keyword, growing_cache, layer_tensors, left_padded_cache, new_cache, prefix_plan,
+    returned_cache, reused, tokens_to_read,
 )
 from agentsft.accel.logits import takes_logits_to_keep, trained_logits
-from agentsft.accel.segments import ATTENTION, use_segment_attention
+from agentsft.accel.segments import ATTENTION, attention_note, use_segment_attention
 
-__all__ = ["caches_are_plain", "decodes_with_float_keys", "growing_cache", "layer_tensors",
-           "left_padded_cache", "merged_lora", "new_cache", "prefix_plan", "prepare_for_decoding",
-           "reused", "takes_logits_to_keep", "tokens_to_read", "trained_logits"]
+__all__ = ["attention_note", "cache_keyword", "caches_are_plain", "decodes_with_float_keys",
+           "growing_cache", "layer_tensors", "left_padded_cache", "merged_lora", "new_cache",
+           "prefix_plan", "prepare_for_decoding", "returned_cache", "reused",
+           "takes_logits_to_keep", "tokens_to_read", "trained_logits"]
 
 
 def prepare_for_decoding(model: Any, device: str) -> None:
-    """On CPU, decode over the cache through our attention (3x SDPA's speed here)."""
+    """On CPU, decode over the cache through our attention (3x SDPA's speed here), where it
+    fits the model (:func:`attention_note` says where it does not)."""
     if device == "cpu":
         use_segment_attention(model)
 
@@ -50,8 +53,8 @@ def caches_are_plain(model: Any, token_id: int) -> bool:
     was_training = model.training
     model.eval()
     try:
-        cache = model(input_ids=torch.tensor([[token_id]], device=model.device),
-                      use_cache=True).past_key_values
+        cache = returned_cache(model(input_ids=torch.tensor([[token_id]], device=model.device),
+                                     use_cache=True))
         return all(type(layer) is DynamicLayer for layer in cache.layers)
     except (AttributeError, TypeError, ValueError):  # an older cache, or none
         return False

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import types
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,17 +130,20 @@ def computes_the_same(module: torch.nn.Module, replacement: Any, width: int,
         with torch.enable_grad():  # the replacements run only with gradients on
             ours = replacement(module, x)
         theirs = type(module).forward(module, x)
+    tol = 1e-2 if autocast is not None or dtype != torch.float32 else 1e-5  # bf16 rounding
     return ours.shape == theirs.shape and torch.allclose(ours.float(), theirs.float(),
-                                                         rtol=1e-2, atol=1e-2)
+                                                         rtol=tol, atol=tol)
 
 
 @contextlib.contextmanager
-def fast_layers(model: Any, autocast: torch.dtype | None) -> Iterator[int]:
+def fast_layers(model: Any, autocast: torch.dtype | None
+                ) -> Iterator[tuple[Counter[str], set[str]]]:
     """While training on CPU (under ``autocast``, or None), RMSNorm and SwiGLU modules
-    that compute exactly what these functions do run them; yields how many modules were
-    swapped, all undone on exit. Modules on a GPU keep their own forward (the blocks
-    are for a CPU's caches)."""
-    swapped = []
+    that compute exactly what these functions do run them; yields how many of each class
+    were swapped and the classes that looked alike but compute something else (they keep
+    their own forward), all undone on exit. Modules on a GPU keep their own forward (the
+    blocks are for a CPU's caches)."""
+    swapped, kept = [], set()
     for module in model.modules():
         if is_rms_norm(module):
             replacement, width = rms_norm_forward, module.weight.shape[0]
@@ -147,12 +151,15 @@ def fast_layers(model: Any, autocast: torch.dtype | None) -> Iterator[int]:
             replacement, width = swiglu_forward, module.gate_proj.in_features
         else:
             continue
-        if (next(module.parameters()).device.type == "cpu"
-                and computes_the_same(module, replacement, width, autocast)):
+        if next(module.parameters()).device.type != "cpu":
+            continue
+        if computes_the_same(module, replacement, width, autocast):
             module.forward = types.MethodType(replacement, module)
             swapped.append(module)
+        else:
+            kept.add(type(module).__name__)
     try:
-        yield len(swapped)
+        yield Counter(type(m).__name__ for m in swapped), kept
     finally:
         for module in swapped:
             # pop, not del: transformers 5.25 may have swapped a module's forward itself

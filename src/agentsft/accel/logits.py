@@ -12,13 +12,18 @@ import torch
 from agentsft.data.tokenize import IGNORE_INDEX
 
 
-def takes_logits_to_keep(model: Any) -> bool:
-    """Whether the model's forward can apply its output head to chosen positions only."""
+def forward_takes(model: Any, name: str) -> bool:
+    """Whether the model's own forward (under its DDP and PEFT wrappers) takes ``name``."""
     import inspect
     for _ in range(3):  # accelerate / DDP and PEFT wrappers
         model = getattr(model, "module", model)
         model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+    return name in inspect.signature(model.forward).parameters
+
+
+def takes_logits_to_keep(model: Any) -> bool:
+    """Whether the model's forward can apply its output head to chosen positions only."""
+    return forward_takes(model, "logits_to_keep")
 
 
 def trained_logits(model: Any, batch: dict[str, Any], labels: torch.Tensor

@@ -92,11 +92,72 @@ def register() -> None:
     AttentionMaskInterface.register(ATTENTION, sdpa_mask)  # padded batches keep their masks
 
 
-def use_segment_attention(model: Any) -> str | None:
-    """Switch ``model`` to ``segment_sdpa`` where it runs SDPA or eager attention; returns
-    the implementation to restore afterwards (None when nothing changed)."""
+PROBE = "agentsft_probe"
+"""Name of the attention function that records what a model passes to its attention."""
+HARMLESS = {"dropout", "scaling", "position_ids", "use_cache", "cache_position",
+            "output_attentions", "output_router_logits", "cu_seq_lens_q", "cu_seq_lens_k",
+            "max_length_q", "max_length_k", "segment_context"}
+"""Attention arguments ``segment_sdpa`` applies (dropout, scaling) or that do not change what
+attention computes. Any other with a value (``sliding_window``, ``softcap``, ``s_aux``:
+attention sinks, an argument of a newer architecture) means the model wants something our
+attention does not do."""
+
+
+def attention_misfit(model: Any) -> str | None:
+    """Why ``segment_sdpa`` cannot stand in for this model's attention (None: it can). It
+    replaces SDPA only, for causal attention that takes no argument beyond
+    :data:`HARMLESS`: each layer's arguments are recorded on a three-token forward pass.
+    Eager attention is never replaced (transformers picks it for what SDPA lacks, such as
+    Gemma-2's soft-capping)."""
     current = getattr(model.config, "_attn_implementation", None)
     if current not in ("sdpa", "eager"):
+        return f"the model runs {current} attention"
+    found: dict[str, Any] = {}
+
+    def record(module: torch.nn.Module, query: torch.Tensor, *args: Any, **kwargs: Any
+               ) -> tuple[torch.Tensor, None]:
+        if getattr(module, "is_causal", True) is not True:
+            found.setdefault("is_causal", False)
+        for key, value in kwargs.items():
+            if key not in HARMLESS and value is not None:
+                found.setdefault(key, value)
+        return torch.zeros_like(query).transpose(1, 2), None
+
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+    AttentionInterface.register(PROBE, record)
+    AttentionMaskInterface.register(PROBE, sdpa_mask)
+    was_training = model.training
+    model.set_attn_implementation(PROBE)
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(input_ids=torch.ones(1, 3, dtype=torch.long, device=model.device), use_cache=False)
+    finally:
+        model.set_attn_implementation(current)
+        model.train(was_training)
+    named = ", ".join(f"{k}={v if isinstance(v, (bool, int, float)) else type(v).__name__}"
+                      for k, v in found.items())
+    if current == "eager":
+        return ("the model runs eager attention, which agentsft never replaces"
+                + (f"; it takes {named}" if named else ""))
+    return f"its attention takes {named}, which agentsft's does not apply" if named else None
+
+
+def attention_note(model: Any, fast: bool = True) -> str | None:
+    """One line naming the attention the model runs where it is not ours, and why."""
+    current = getattr(model.config, "_attn_implementation", None)
+    if current == ATTENTION or current in OWN_KERNEL:
+        return None
+    why = attention_misfit(model) if fast else "fast_path is off"
+    return f"attention: transformers' {current} ({why})"
+
+
+def use_segment_attention(model: Any) -> str | None:
+    """Switch ``model`` to ``segment_sdpa`` where it fits (:func:`attention_misfit`); returns
+    the implementation to restore afterwards (None when nothing changed)."""
+    current = getattr(model.config, "_attn_implementation", None)
+    if current == ATTENTION or attention_misfit(model) is not None:
         return None
     register()
     model.set_attn_implementation(ATTENTION)

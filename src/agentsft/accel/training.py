@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,17 +23,21 @@ import torch
 from agentsft.accel.adapters import fast_adapters
 from agentsft.accel.layers import fast_layers
 from agentsft.accel.logits import trained_logits
-from agentsft.accel.segments import OWN_KERNEL, packing_is_exact, sharing_is_exact, use_segment_attention
+from agentsft.accel.segments import (
+    OWN_KERNEL, attention_note, packing_is_exact, sharing_is_exact, use_segment_attention,
+)
 from agentsft.hub import say
 
 __all__ = ["fast_training", "keep_freed_memory", "shares_prefixes", "start_packing", "trained_logits"]
 
 
-def start_packing(model: Any, wanted: bool | str, device: str = "cpu"
+def start_packing(model: Any, wanted: bool | str, device: str = "cpu", fast: bool = True
                   ) -> tuple[bool, str | None]:
     """Padding-free batches where the model keeps packed examples apart (checked on two
-    short examples); else padded batches, said once. Returns (packed, implementation to
-    restore after training)."""
+    short examples); else padded batches, said once. Packed rows go through our attention
+    where it fits the model and ``fast`` (``training.fast_path``), else through the model's
+    own, which reads the rows' boundaries from the restarting position ids. Returns (packed,
+    implementation to restore after training)."""
     if wanted == "auto":
         wanted = (not device.startswith("cuda")
                   or getattr(model.config, "_attn_implementation", None) in OWN_KERNEL)
@@ -43,7 +48,9 @@ def start_packing(model: Any, wanted: bool | str, device: str = "cpu"
                 "packed rows; training.packing=true packs anyway)")
     if not wanted:
         return False, None
-    restore = use_segment_attention(model)
+    restore = use_segment_attention(model) if fast else None
+    if restore is None and (note := attention_note(model, fast)):
+        say(note)
     if packing_is_exact(model):
         return True, restore
     if restore:
@@ -69,11 +76,29 @@ def shares_prefixes(model: Any, packed: bool, group_by_prefix: bool) -> bool:
 
 
 @contextlib.contextmanager
-def fast_training(model: Any, autocast: torch.dtype | None) -> Iterator[None]:
+def fast_training(model: Any, autocast: torch.dtype | None, fast: bool = True) -> Iterator[None]:
     """Fused LoRA layers and fused RMSNorm / SwiGLU while training under ``autocast`` (a
-    dtype or None), each where it applies; everything is undone on exit."""
-    with fast_adapters(model, autocast), fast_layers(model, autocast):
+    dtype or None), each where it applies, said in one line; everything is undone on exit.
+    ``fast=False`` (``training.fast_path: off``): the model's and PEFT's own layers."""
+    if not fast:
+        say("layers: transformers' and PEFT's own (training.fast_path=off)")
         yield
+        return
+    with fast_adapters(model, autocast) as lora, fast_layers(model, autocast) as (fused, kept):
+        if lora or fused or kept:
+            say(layers_note(lora, fused, kept))
+        yield
+
+
+def layers_note(lora: int, fused: Counter[str], kept: set[str]) -> str:
+    parts = [f"{n} {name}" for name, n in sorted(fused.items())]
+    if lora:
+        parts.append(f"{lora} LoRA layers")
+    line = "layers: fused " + ", ".join(parts) if parts else "layers: none fused"
+    if kept:
+        line += (f"; {', '.join(sorted(kept))} kept {'its' if len(kept) == 1 else 'their'} "
+                 f"own forward (it computes differently)")
+    return line
 
 
 def keep_freed_memory(device: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from agentsft.config import DEFAULT_MODEL
 from agentsft.data.schema import Conversation, Message, Tool, ToolCall
 from agentsft.errors import AgentsftError
+from agentsft.hub import model_config
 from agentsft.inference import Generator, Sampling, load_generator
 
 
@@ -107,13 +108,22 @@ class FinetuneDialogAgent(DialogAgent):
             self.fine_tune(data_path, fine_tune_config)
 
     def load_model(self, pretrained_model_name_or_path: str, local_model_path: str | None = None) -> None:
-        """Use a hub model, a local copy of it, or a folder / run saved by agentsft."""
-        self.base_model = pretrained_model_name_or_path
-        self.model_name, self.adapter = local_model_path or pretrained_model_name_or_path, None
+        """Use a hub model, a local copy of it (a plain model folder: that is what answers
+        and what fine-tuning trains), or a run / adapter saved by agentsft on top of the hub
+        model. Checked now: a missing folder or a model that cannot be found is an error
+        here, not at the first reply."""
         local = Path(local_model_path) if local_model_path else None
-        if local and ((local / "final").is_dir() or (local / "adapter_config.json").is_file()):
-            # a run directory or an adapter: the hub id names its base model
-            self.model_name, self.adapter = pretrained_model_name_or_path, local_model_path
+        if local is not None and not local.exists():
+            raise AgentsftError(f"local_model_path {local} does not exist. Fix: give a model "
+                                f"folder, a run directory, or leave it out to use "
+                                f"{pretrained_model_name_or_path!r}")
+        trained = local is not None and ((local / "final").is_dir()
+                                         or (local / "adapter_config.json").is_file())
+        self.base_model = str(local) if local is not None and not trained else pretrained_model_name_or_path
+        self.model_name = self.base_model
+        self.adapter = str(local) if trained else None
+        if self.base_model != DEFAULT_MODEL:  # packaged: always there
+            model_config(self.base_model)
         self._generator = None
 
     def fine_tune(self, data_path: str | list[str], fine_tune_config: dict[str, Any] | None = None):

@@ -5,20 +5,21 @@
     kit.run(ToolCall("get_weather", {"city": "Paris"}))   # never raises
 
 A call's arguments are checked against the schema before the function runs;
-the function runs with a timeout; an unknown tool, bad arguments, an exception
-or a timeout comes back as an error text for the model, never as a crash.
+the function runs with a timeout (an ``async`` tool is cancelled at it; a plain one
+is abandoned, and the error says it is still running); an unknown tool, bad arguments,
+an exception or a timeout comes back as an error text for the model, never as a crash.
 Model output is only ever passed as keyword arguments: nothing is evaluated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import inspect
 import json
 import queue
 import re
 import threading
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,10 +29,6 @@ from typing import Any
 from agentsft.data.schema import Tool, ToolCall
 from agentsft.errors import AgentsftError
 
-SECTIONS = ("Args:", "Arguments:", "Parameters:", "Returns:", "Return:", "Raises:", "Yields:",
-            "Examples:", "Example:", "Note:", "Notes:")
-
-
 @dataclass
 class ToolResult:
     content: str
@@ -39,136 +36,133 @@ class ToolResult:
     error: bool = False
 
 
-def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
-    """The first paragraph (the tool's description; a prompt pays for every word of it)
-    and ``{argument: description}`` from a Google-style docstring."""
-    lines = inspect.cleandoc(doc or "").splitlines()
-    summary, args, section, current = [], {}, None, None
-    for line in lines:
-        stripped = line.strip()
-        if stripped in SECTIONS:
-            section, current = stripped, None
-            continue
-        if section is None:
-            if not stripped and summary:
-                section = "body"  # the first paragraph describes the tool; the rest is for people
-            else:
-                summary.append(stripped)
-        elif section in ("Args:", "Arguments:", "Parameters:") and stripped:
-            m = re.match(r"^(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$", stripped)
-            if m and not line.startswith(" " * 8):
-                current = m.group(1).lstrip("*")
-                args[current] = m.group(3).strip()
-            elif current:
-                args[current] = f"{args[current]} {stripped}".strip()
-    return " ".join(p for p in summary if p).strip(), args
+UNDOCUMENTED = "\x00undocumented"
+"""Stands in for an argument's missing description while transformers reads the docstring."""
 
 
-def type_schema(hint: Any) -> dict[str, Any]:
-    """The JSON schema of a Python type hint."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    simple = {str: "string", int: "integer", float: "number", bool: "boolean",
-              dict: "object", list: "array", type(None): "null"}
-    if hint in simple:
-        return {"type": simple[hint]}
-    if origin is typing.Literal:
-        kinds = {type(a) for a in args}
-        out: dict[str, Any] = {"enum": list(args)}
-        if len(kinds) == 1 and kinds.pop() in simple:
-            out["type"] = simple[type(args[0])]
-        return out
-    if origin in (list, tuple, set, frozenset):
-        return {"type": "array", "items": type_schema(args[0])} if args else {"type": "array"}
-    if origin is dict:
-        return {"type": "object"}
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in args if a is not type(None)]
-        if set(options) <= {int, float}:
-            return {"type": "number"}
-        if len(options) == 1:
-            return type_schema(options[0])
-        return {"anyOf": [type_schema(a) for a in options]}
-    return {}
+def documented(fn: Callable) -> Callable:
+    """A stand-in for ``fn`` that transformers' ``get_json_schema`` accepts: the same
+    signature and hints (``Any`` where one is missing), a docstring describing every
+    argument (:data:`UNDOCUMENTED` where ``fn``'s does not). ``get_json_schema`` refuses
+    functions without a docstring, an argument description or a type hint."""
+    from transformers.utils.chat_template_utils import parse_google_format_docstring
+    doc = inspect.cleandoc(fn.__doc__ or "")
+    described = parse_google_format_docstring(doc)[1] if doc else {}
+    params = [p for p in inspect.signature(fn).parameters.values()
+              if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"]
+    missing = [p.name for p in params if p.name not in described]
+    if missing:
+        extra = "\n".join(f"    {n}: {UNDOCUMENTED}" for n in missing)
+        doc = f"{doc or fn.__name__}\n\nArgs:\n{extra}" if not described else \
+            re.sub(r"(\n\s*(?:Args|Arguments|Parameters):\s*\n)", rf"\1{extra}\n", doc, count=1)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolved forward references: no types
+        hints = {}
+
+    def stand_in(*args: Any, **kwargs: Any) -> None: ...
+    stand_in.__name__, stand_in.__doc__ = fn.__name__, doc
+    stand_in.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(annotation=hints.get(p.name, Any)) for p in params])
+    stand_in.__annotations__ = {p.name: hints.get(p.name, Any) for p in params}
+    return stand_in
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema for OpenAPI's ``nullable`` (transformers writes it for ``Optional``), so
+    that an explicit null validates."""
+    if schema.pop("nullable", False) and "type" in schema:
+        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        schema["type"] = kinds + ["null"] if "null" not in kinds else kinds
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            nullable(schema[key])
+    for part in schema.get("prefixItems", []) + schema.get("anyOf", []):
+        nullable(part)
+    return schema
 
 
 def function_schema(fn: Callable, name: str | None = None, description: str | None = None) -> Tool:
-    """A Tool for ``fn``: parameters from its signature and hints, texts from its docstring."""
-    summary, arg_docs = parse_docstring(fn.__doc__)
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolved forward references: fall back to no types
-        hints = {}
-    props, required = {}, []
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "self":
-            continue
-        schema = type_schema(hints.get(p.name, Any))
-        if p.name in arg_docs:
-            schema["description"] = arg_docs[p.name]
-        if p.default is p.empty:
-            required.append(p.name)
-        elif p.default is not None and isinstance(p.default, (str, int, float, bool)):
-            schema["default"] = p.default
-        props[p.name] = schema
-    params: dict[str, Any] = {"type": "object", "properties": props}
-    if required:
-        params["required"] = required
+    """A Tool for ``fn`` by transformers' ``get_json_schema`` (types from the hints, texts
+    from a Google-style docstring), extended: arguments without a description or a hint are
+    allowed, ``Optional`` accepts null, simple defaults are shown, and the description is
+    the docstring's first paragraph (a prompt pays for every word of it)."""
+    from transformers.utils import get_json_schema
+    schema = get_json_schema(documented(fn))["function"]
+    params = schema["parameters"]
+    defaults = inspect.signature(fn).parameters
+    for key, prop in params.get("properties", {}).items():
+        if prop.get("description") == UNDOCUMENTED:
+            del prop["description"]
+        nullable(prop)
+        default = defaults[key].default
+        if default is not inspect.Parameter.empty and isinstance(default, (str, int, float, bool)):
+            prop["default"] = default
+    if not params.get("required"):
+        params.pop("required", None)
+    first = re.split(r"\n\s*\n", schema.get("description", "").strip())[0]
+    summary = "" if first == fn.__name__ else " ".join(first.split())
     return Tool(name or fn.__name__, description if description is not None else summary, params)
 
 
-JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
-              "array": (list,), "object": (dict,), "null": (type(None),)}
-
-
-def type_errors(value: Any, schema: dict[str, Any], where: str) -> list[str]:
-    if "enum" in schema and value not in schema["enum"]:
-        return [f"{where} must be one of {json.dumps(schema['enum'])}, got {json.dumps(value)}"]
-    if "anyOf" in schema:
-        if all(type_errors(value, s, where) for s in schema["anyOf"]):
-            return [f"{where} has the wrong type: {json.dumps(value)}"]
-        return []
-    kind = schema.get("type")
-    if kind is None:
-        return []
-    kinds = kind if isinstance(kind, list) else [kind]
-    ok = any(isinstance(value, JSON_TYPES.get(k, object)) and not (
-        k in ("integer", "number") and isinstance(value, bool)) for k in kinds)
-    if not ok:
-        return [f"{where} must be {' or '.join(kinds)}, got {json.dumps(value)}"]
-    if "array" in kinds and isinstance(value, list) and "items" in schema:
-        return [e for i, v in enumerate(value) for e in type_errors(v, schema["items"], f"{where}[{i}]")]
-    return []
-
-
 def argument_errors(args: dict[str, Any], schema: dict[str, Any]) -> list[str]:
-    """What is wrong with ``args`` under a JSON schema of an object (empty: nothing)."""
-    props = schema.get("properties", {})
-    errors = [f"missing required argument '{k}'" for k in schema.get("required", []) if k not in args]
-    if schema.get("additionalProperties", False) is not True:
-        errors += [f"unknown argument '{k}' (expected: {', '.join(props) or 'none'})"
-                   for k in args if k not in props]
-    for k, v in args.items():
-        if k in props:
-            errors += type_errors(v, props[k], f"argument '{k}'")
-    return errors
+    """What is wrong with ``args`` under the tool's JSON schema (empty: nothing), checked by
+    ``jsonschema``. An object schema without ``additionalProperties`` takes no other keys:
+    a Python function would fail on them anyway."""
+    from jsonschema import Draft202012Validator
+    if schema.get("type", "object") == "object" and "additionalProperties" not in schema:
+        schema = {**schema, "additionalProperties": False}
+    errors = Draft202012Validator(schema).iter_errors(args)
+    return [message(e) for e in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])]
+
+
+def message(error: Any) -> str:
+    """One validation error in words the model can act on."""
+    path = list(error.absolute_path)
+    where = f"argument '{path[0]}'" + "".join(f"[{p}]" for p in path[1:]) if path else "the arguments"
+    got = json.dumps(error.instance, ensure_ascii=False)
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return "; ".join(f"{where} misses '{k}'" if path else f"missing required argument '{k}'"
+                         for k in missing)
+    if error.validator == "additionalProperties" and not path:
+        props = error.schema.get("properties", {})
+        return "; ".join(f"unknown argument '{k}' (expected: {', '.join(props) or 'none'})"
+                         for k in error.instance if k not in props)
+    if error.validator == "type":
+        kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return f"{where} must be {' or '.join(kinds)}, got {got}"
+    if error.validator == "enum":
+        return f"{where} must be one of {json.dumps(error.validator_value)}, got {got}"
+    return f"{where}: {error.message}"
+
+
+class StillRunning(TimeoutError):
+    """A synchronous tool went past its timeout and goes on in its thread."""
 
 
 def call_with_timeout(fn: Callable, args: dict[str, Any], timeout: float) -> Any:
-    """``fn(**args)`` in a daemon thread: a call that hangs is abandoned after ``timeout``
-    seconds and cannot keep the process alive."""
+    """``fn(**args)`` in a daemon thread, waited for ``timeout`` seconds. An ``async`` tool
+    is cancelled at the timeout (TimeoutError). A plain function cannot be stopped from
+    outside: it is abandoned (StillRunning), goes on in its daemon thread and cannot keep
+    the process alive. (A worker process could kill it, but a tool that keeps state, a
+    cart or a connection, would then lose every change it made.)"""
     box: queue.Queue = queue.Queue(maxsize=1)
+    is_async = inspect.iscoroutinefunction(fn)
 
     def work() -> None:
         try:
-            box.put((True, fn(**args)))
+            box.put((True, asyncio.run(asyncio.wait_for(fn(**args), timeout)) if is_async
+                     else fn(**args)))
         except BaseException as e:  # handed back to the caller, as the tool's error
             box.put((False, e))
 
     threading.Thread(target=work, daemon=True, name=f"tool-{getattr(fn, '__name__', 'call')}").start()
     try:
-        ok, value = box.get(timeout=timeout)
+        # an async tool's own timeout cancels it; the margin lets the cancellation land
+        ok, value = box.get(timeout=timeout + (5.0 if is_async else 0.0))
     except queue.Empty:
-        raise TimeoutError from None
+        raise (TimeoutError if is_async else StillRunning) from None
     if not ok:
         raise value
     return value
@@ -216,9 +210,13 @@ class Toolkit:
                               error=True)
         try:
             value = call_with_timeout(fn, call.arguments, self.timeout)
+        except StillRunning:
+            return ToolResult(f"Error: {call.name} did not finish within {self.timeout:g} seconds; "
+                              f"it is still running in the background and its result will be "
+                              f"ignored.", error=True)
         except TimeoutError:
-            return ToolResult(f"Error: {call.name} did not finish within {self.timeout:g} seconds.",
-                              error=True)
+            return ToolResult(f"Error: {call.name} did not finish within {self.timeout:g} seconds "
+                              f"and was cancelled.", error=True)
         except Exception as e:
             return ToolResult(f"Error: {call.name} failed: {type(e).__name__}: {e}", error=True)
         return ToolResult(value if isinstance(value, str)

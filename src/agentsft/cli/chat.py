@@ -89,7 +89,8 @@ def build_agent(args) -> DialogAgent:
 def agent_for(args) -> DialogAgent:
     from agentsft.agents import DialogAgent, Toolkit, ToolAgent
     from agentsft.inference import load_generator
-    generator = load_generator(args.model, args.adapter, args.device)
+    generator = load_generator(args.model, args.adapter, args.device, dtype=args.dtype,
+                               fast_path=args.fast_path)
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     if args.tools:
         kit = Toolkit.from_file(args.tools, timeout=args.tool_timeout)

@@ -54,6 +54,11 @@ def add_model_choice(p: argparse.ArgumentParser) -> None:
 def add_generation(p: argparse.ArgumentParser) -> None:
     """How it generates and runs tools (chat and eval alike)."""
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="weights' dtype (auto: bfloat16 where the hardware runs it fast, else float32)")
+    p.add_argument("--fast-path", default="auto", choices=("auto", "off"),
+                   help="agentsft's own attention, LoRA merge and cache reuse where each fits the "
+                        "model (auto), or transformers' and PEFT's code throughout (off)")
     p.add_argument("--max-new-tokens", type=whole_number(1), default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
     p.add_argument("--top-p", type=float, default=1.0)

@@ -4,6 +4,7 @@
     values.py           nested dicts -> Config, every key checked, every value converted
     loading.py          files, flags and --set overrides; saving a resolved config
     agent_framework.py  the agent-framework model_configs.json layout, mapped
+    aliases.py          Hugging Face's names for our keys (TrainingArguments, LoraConfig...)
     secrets.py          the hub token (read, never written) and redaction
 
 Pure: nothing here loads a model or a tokenizer.

@@ -5,29 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from agentsft.config.options import GROUPS, ConfigError, fail
+from agentsft.config.aliases import AF_BNB, AF_LORA, AF_TRAINING
 from agentsft.config.values import convert, short, unknown
 
 AF_TOP = {"config_name", "model_type", "pretrained_model_name_or_path", "local_model_path",
           "data_path", "device", "max_length", "fine_tune_config"}
 AF_FINE_TUNE = {"lora_config", "training_args", "bnb_config", "continue_lora_finetuning",
                 "max_seq_length"}
-AF_LORA = {"r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "bias": "bias",
-           "target_modules": "target_modules", "task_type": None}
-AF_TRAINING = {
-    "num_train_epochs": "epochs", "max_steps": "max_steps",
-    "per_device_train_batch_size": "batch_size",
-    "gradient_accumulation_steps": "gradient_accumulation", "learning_rate": "learning_rate",
-    "lr_scheduler_type": "scheduler", "warmup_ratio": "warmup_ratio", "warmup_steps": "warmup_steps",
-    "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm",
-    "gradient_checkpointing": "gradient_checkpointing", "optim": "optimizer", "seed": "seed",
-    "logging_steps": "log_every", "eval_steps": "eval_every", "save_steps": "save_every",
-    "save_total_limit": "keep_last", "output_dir": "output", "bf16": None, "fp16": None,
-    "per_device_eval_batch_size": None,
-}
-AF_BNB = {"load_in_4bit": None, "load_in_8bit": None, "bnb_4bit_use_double_quant": "double_quant",
-          "bnb_4bit_quant_type": "quant_type", "bnb_4bit_compute_dtype": "compute_dtype"}
-
-
 def is_agent_framework(data: Any) -> bool:
     entries = data if isinstance(data, list) else [data]
     return bool(entries) and all(isinstance(e, dict) for e in entries) and any(

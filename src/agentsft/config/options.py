@@ -178,6 +178,10 @@ class TrainingOptions:
     group_by_length: bool = False
     """With padded batches (``packing: false``), batch examples of similar length together:
     far less padding when lengths vary, in a shuffled but different order."""
+    fast_path: str = "auto"
+    """agentsft's own kernels (packed-row attention, fused RMSNorm / SwiGLU / LoRA layers),
+    each used only where a check shows it computes what the model does, else the model's
+    own with one line saying why. ``off``: transformers' and PEFT's code throughout."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about 30% slower."""
     precision: str = "auto"
@@ -200,6 +204,7 @@ class TrainingOptions:
         choose("training.scheduler", self.scheduler, ("cosine", "linear", "constant"))
         choose("training.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         choose("training.best_metric", self.best_metric, ("ppl", "loss"))
+        choose("training.fast_path", self.fast_path, ("auto", "off"))
         if isinstance(self.packing, str) and self.packing != "auto":
             fail("training.packing", f"{self.packing!r} is not auto, true or false",
                  "use one of those")

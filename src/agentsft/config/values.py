@@ -13,6 +13,7 @@ import types
 import typing
 from typing import Any
 
+from agentsft.config.aliases import ALIASES, SET_OTHERWISE
 from agentsft.config.options import GROUPS, Config, ConfigError, fail
 
 
@@ -40,13 +41,31 @@ def from_dict(raw: dict[str, Any]) -> Config:
 
 
 def build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    """The option group ``cls`` from ``values``; Hugging Face's names for its keys
+    (``save_steps`` for ``save_every``...) are accepted as aliases."""
     hints = typing.get_type_hints(cls)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
+    given: dict[str, str] = {}  # our name -> the key that set it
     for key, value in values.items():
-        if key not in hints:
-            unknown(f"{prefix}.{key}", [f"{prefix}.{k}" for k in hints])
-        kwargs[key] = convert(value, hints[key], f"{prefix}.{key}")
+        name = our_name(prefix, key, hints)
+        if name in given:
+            fail(f"{prefix}.{key}", f"sets the same option as {prefix}.{given[name]}",
+                 "give only one of them")
+        given[name] = key
+        kwargs[name] = convert(value, hints[name], f"{prefix}.{key}")
     return cls(**kwargs)
+
+
+def our_name(prefix: str, key: str, hints: dict[str, Any]) -> str:
+    if key in hints:
+        return key
+    if f"{prefix}.{key}" in SET_OTHERWISE:
+        fail(f"{prefix}.{key}", "is Hugging Face's name for something agentsft sets another way",
+             SET_OTHERWISE[f"{prefix}.{key}"])
+    alias = ALIASES.get(prefix, {}).get(key)
+    if alias is None:
+        unknown(f"{prefix}.{key}", [f"{prefix}.{k}" for k in hints])
+    return alias
 
 
 def unknown(key: str, valid: list[str]) -> None:

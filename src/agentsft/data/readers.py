@@ -57,11 +57,13 @@ def read_conversations(paths: str | os.PathLike | list, format: str = "auto",
 
 
 def read_file(path: str, format: str, skip_invalid: bool, report: ReadReport) -> None:
+    skipped = len(report.skipped)
     records = list(iter_records(path, report if skip_invalid else None))
+    if not records and len(report.skipped) == skipped:
+        raise DataError("holds no records", where=path,
+                        fix="add conversations to it (one JSON object a line), or leave it out")
     fmt = format if format != "auto" else detect_format(path, [r for _, r in records])
     report.formats[path] = fmt
-    if not records:
-        report.warnings.append(f"{path}: holds no records")
     reader = READERS[fmt]
     for where, raw in records:
         try:

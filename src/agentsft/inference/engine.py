@@ -10,6 +10,7 @@ prompt is exactly the prefix the model was trained after.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -19,8 +20,9 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from agentsft.accel.inference import (
-    caches_are_plain, decodes_with_float_keys, growing_cache, layer_tensors, left_padded_cache,
-    new_cache, prefix_plan, reused, takes_logits_to_keep, tokens_to_read,
+    cache_keyword, caches_are_plain, decodes_with_float_keys, growing_cache, layer_tensors,
+    left_padded_cache, new_cache, prefix_plan, returned_cache, reused, takes_logits_to_keep,
+    tokens_to_read,
 )
 from agentsft.data.schema import Conversation
 from agentsft.data.templates import AgentTemplate
@@ -62,6 +64,8 @@ class Generator:
     tokenizer: Any
     template: AgentTemplate
     extra_stops: tuple[str, ...] = field(default_factory=tuple)
+    fast: bool = True
+    """agentsft's cache reuse and decoding loop (off: ``model.generate`` on plain caches)."""
     _plain: bool | None = field(default=None, init=False, repr=False)
 
     @property
@@ -155,7 +159,7 @@ class Generator:
         # per token for the default model) took 0.21 of 0.90 s for a 701-token prompt.
         with self.eval_mode():
             self.model(input_ids=torch.tensor([row[start:]], device=self.model.device),
-                       past_key_values=cache, use_cache=True, **self.head_on_last())
+                       use_cache=True, **{self.cache_keyword: cache}, **self.head_on_last())
         return layer_tensors(cache)
 
     def head_on_last(self) -> dict[str, int]:
@@ -163,10 +167,14 @@ class Generator:
         the model can (our own forward passes need no other logits)."""
         return {"logits_to_keep": 1} if takes_logits_to_keep(self.model) else {}
 
+    @functools.cached_property
+    def cache_keyword(self) -> str:
+        return cache_keyword(self.model)
+
     def caches_are_plain(self) -> bool:
         """Whether a prompt's cache is the start of a longer one's (asked once)."""
         if self._plain is None:
-            self._plain = caches_are_plain(self.model, self.tokenizer.eos_token_id or 0)
+            self._plain = self.fast and caches_are_plain(self.model, self.tokenizer.eos_token_id or 0)
         return self._plain
 
     def decodes_with_float_keys(self) -> bool:
@@ -207,17 +215,17 @@ class Generator:
             starts = [width - len(r) for r in rows]
             cached = min(start + n for start, (_, n) in zip(starts, prefixes))
             if cached > max(starts):
-                kwargs["past_key_values"] = left_padded_cache(
+                kwargs[self.cache_keyword] = left_padded_cache(
                     [c for c, _ in prefixes], starts, cached, room=width - cached + s.max_new_tokens,
                     keys_dtype=torch.float32 if float_keys else None)
-        if "past_key_values" not in kwargs and float_keys and self.caches_are_plain():
-            kwargs["past_key_values"] = growing_cache(
+        if self.cache_keyword not in kwargs and float_keys and self.caches_are_plain():
+            kwargs[self.cache_keyword] = growing_cache(
                 self.model.config.get_text_config().num_hidden_layers, s.max_new_tokens,
                 torch.float32)
         caps = caps or [s.max_new_tokens] * len(rows)
         if len(rows) > 1 and s.temperature == 0 and streamer is None and self.caches_are_plain():
             with self.eval_mode():
-                news = self.greedy_batch(ids, mask, kwargs.get("past_key_values"), caps)
+                news = self.greedy_batch(ids, mask, kwargs.get(self.cache_keyword), caps)
             return [self.cut(new) for new in news]
         criteria: list[StoppingCriteria] = [StopStrings(self.tokenizer, self.stops, width)]
         if min(caps) < s.max_new_tokens:  # a row at its cap is done, as at a stop
@@ -244,8 +252,8 @@ class Generator:
         news: list[list[int]] = [[] for _ in going]
         while going:
             out = self.model(input_ids=feed, attention_mask=mask, position_ids=where,
-                             past_key_values=cache, use_cache=True, **head)
-            cache = out.past_key_values
+                             use_cache=True, **{self.cache_keyword: cache}, **head)
+            cache = returned_cache(out)
             picked = out.logits[:, -1].float().argmax(-1)
             for row, token in zip(going, picked.tolist()):
                 news[row].append(token)

@@ -6,54 +6,90 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agentsft.accel.inference import merged_lora, prepare_for_decoding
-from agentsft.config import DEFAULT_MODEL, ModelOptions
+import torch
+
+from agentsft.accel.inference import attention_note, merged_lora, prepare_for_decoding
+from agentsft.config import DEFAULT_MODEL, ModelOptions, QuantizationOptions
 from agentsft.data.templates import get_template
 from agentsft.errors import AgentsftError
 from agentsft.hub import (
-    auto_dtype, load_model, load_tokenizer, recorded_run, resolve_device, torch_dtype, trained_folder,
+    auto_dtype, load_model, load_tokenizer, recorded_run, resolve_device, say, torch_dtype,
+    trained_folder,
 )
 from agentsft.inference.engine import Generator
 
 
-def with_adapter(net: Any, folder: Path, merge: bool, device: str) -> Any:
-    """``net`` with the adapter in ``folder``: merged into its weights (then in the inference
-    dtype) where ``merge``, else as PEFT layers."""
-    dtype = torch_dtype(auto_dtype(device))
-    if merge and (merged := merged_lora(net, folder, dtype)) is not None:
+def with_adapter(net: Any, folder: Path, merge: bool, dtype: torch.dtype, fast: bool = True) -> Any:
+    """``net`` with the adapter in ``folder``: merged into its weights (then in ``dtype``)
+    where ``merge`` (our float32 merge where it applies and ``fast``), else as PEFT layers."""
+    if merge and fast and (merged := merged_lora(net, folder, dtype)) is not None:
         return merged
     from peft import PeftModel
     net = PeftModel.from_pretrained(net, str(folder))
     return net.merge_and_unload().to(dtype) if merge else net
 
 
+def recorded_quantization(info: dict[str, Any], device: str) -> QuantizationOptions | None:
+    """A QLoRA run is served on its quantized base, as it was trained, where that can load
+    (CUDA); elsewhere the base loads unquantized, said in one line."""
+    q = info.get("quantization") or ({"bits": info["quantization_bits"]}
+                                      if info.get("quantization_bits") else None)
+    if not q:
+        return None
+    if not device.startswith("cuda"):
+        say(f"note: this run trained on a {q['bits']}-bit base, which needs a CUDA GPU; "
+            f"loading the base unquantized on {device} (replies may differ slightly)")
+        return None
+    return QuantizationOptions(**{k: v for k, v in q.items() if v is not None})
+
+
+def model_options(model: str | None, full_model: Path | None, info: dict[str, Any],
+                  device: str | None, trust_remote_code: bool) -> ModelOptions:
+    """Which weights answer: a fully fine-tuned run's own folder, else the explicit
+    ``model``, else the base the run recorded (at its recorded revision), else the
+    default model. An explicit model never takes the recorded revision."""
+    name = str(full_model) if full_model is not None else (
+        model or info.get("base_model") or DEFAULT_MODEL)
+    return ModelOptions(name=name, device=device or "auto", dtype="auto",
+                        trust_remote_code=trust_remote_code or bool(info.get("trust_remote_code")),
+                        revision=None if model or full_model else info.get("revision"))
+
+
 def load_generator(model: str | None = None, adapter: str | Path | None = None,
                    device: str | None = None, template: str | None = None,
-                   trust_remote_code: bool = False) -> Generator:
+                   trust_remote_code: bool = False, dtype: str = "auto",
+                   fast_path: str = "auto") -> Generator:
     """A Generator for a model, or for what a training run saved (``adapter``: a run
-    directory or its final/ folder; its base model and template come from agentsft.json)."""
+    directory or its final/ folder; its base model, revision, quantization and template come
+    from agentsft.json; an explicit ``model`` wins over the recorded base and its revision).
+    ``fast_path="off"``: none of agentsft's own kernels or cache reuse, transformers' and
+    PEFT's code throughout."""
     folder = trained_folder(adapter) if adapter is not None else None
     info = recorded_run(folder) if folder is not None else {}
     is_adapter = folder is not None and (folder / "adapter_config.json").is_file()
-    base = model or info.get("base_model") or DEFAULT_MODEL
-    opts = ModelOptions(name=str(folder) if folder is not None and not is_adapter else base,
-                        device=device or "auto", dtype="auto",
-                        trust_remote_code=trust_remote_code or bool(info.get("trust_remote_code")),
-                        revision=info.get("revision"))
+    opts = model_options(model, folder if folder is not None and not is_adapter else None, info,
+                         device, trust_remote_code)
+    base = opts.name
     tokenizer = load_tokenizer(str(folder) if folder is not None else opts.name,
                                opts.trust_remote_code)
     device = resolve_device(opts.device)
+    fast = fast_path != "off"
+    quant = recorded_quantization(info, device)
     merge = is_adapter and device == "cpu"
     # On CPU an adapter is merged into the base (float32 sum, then the inference dtype):
     # unmerged, its 2 x 7 extra products per layer cost about a third of each decode step.
-    net = load_model(opts, dtype="float32" if merge else None)
+    wanted = auto_dtype(device) if dtype == "auto" else dtype
+    net = load_model(opts, quant, dtype="float32" if merge else wanted)
     if is_adapter:
         try:
-            net = with_adapter(net, folder, merge, device)
+            net = with_adapter(net, folder, merge, torch_dtype(wanted), fast)
         except (RuntimeError, ValueError) as e:
             raise AgentsftError(f"the adapter in {folder} does not fit {base} "
                                 f"({str(e).strip().splitlines()[0][:200]}). Fix: pass --model with "
                                 f"the model it was trained on") from None
-    prepare_for_decoding(net, device)
+    if fast:
+        prepare_for_decoding(net, device)
+    if note := attention_note(net, fast):
+        say(note)
     name = template or info.get("template") or "auto"
-    return Generator(net, tokenizer, get_template(name, tokenizer))
+    return Generator(net, tokenizer, get_template(name, tokenizer), fast=fast)

@@ -16,10 +16,14 @@ from agentsft.training.rundir import CHECKPOINT, TRAINER_FILES, RunDir, read_bes
 
 def run_info(cfg: Config, template: str) -> dict[str, Any]:
     """Written beside the weights: what chat and eval need to reload exactly this."""
+    q = cfg.quantization
+    bits = q.bits or (4 if cfg.training.method == "qlora" else None)
     return {"base_model": cfg.model.name, "revision": cfg.model.revision,
             "trust_remote_code": cfg.model.trust_remote_code, "method": cfg.training.method,
-            "quantization_bits": cfg.quantization.bits, "template": template,
-            "policy": cfg.data.policy, "max_length": cfg.data.max_length}
+            "quantization_bits": bits, "quantization": {
+                "bits": bits, "quant_type": q.quant_type, "double_quant": q.double_quant,
+                "compute_dtype": q.compute_dtype} if bits else None,
+            "template": template, "policy": cfg.data.policy, "max_length": cfg.data.max_length}
 
 
 def save_outputs(trainer: Any, tokenizer: Any, cfg: Config, template: str,

@@ -92,7 +92,7 @@ def run_steps(trainer: AgentTrainer, start: Path | None, evaluate_at_end: bool) 
     args = trainer.args
     began = time.perf_counter()
     autocast = torch.bfloat16 if args.bf16 else (torch.float16 if args.fp16 else None)
-    with fast_training(trainer.model, autocast):
+    with fast_training(trainer.model, autocast, trainer.fast):
         result = trainer.train(resume_from_checkpoint=str(start) if start else None)
         if evaluate_at_end:  # eval_every 0: validate once, at the end
             trainer.evaluate()

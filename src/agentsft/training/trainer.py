@@ -82,12 +82,13 @@ def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool,
 class AgentTrainer(Trainer):
     def __init__(self, *args, run: RunDir, keep_last: int, best_metric: str,
                  group_by_prefix: bool = False, packed: bool = False,
-                 restore: str | None = None, **kwargs):
+                 restore: str | None = None, fast: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.run, self.keep_last, self.best_metric = run, keep_last, best_metric
         self.group_by_prefix = group_by_prefix
         # Padding-free rows or padded batches; the attention to put back after training.
         self.packed, self.restore = packed, restore
+        self.fast = fast  # training.fast_path: our fused layers where they fit
         self.computed_tokens = 0
         self._staging: Path | None = None
         self.last_loss: float | None = None
@@ -130,7 +131,9 @@ class AgentTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         value = loss.detach().float()
         if world_size() > 1:  # every rank stops together, or one would wait in all-reduce
-            value = self.accelerator.reduce(value, reduction="sum")
+            # Each rank's loss was scaled by the number of processes (compute_loss), so
+            # their sum is that many times the batch's loss.
+            value = self.accelerator.reduce(value, reduction="sum") / world_size()
         value = value.item()
         if not math.isfinite(value):
             last = self.run.last_checkpoint()
@@ -218,7 +221,7 @@ def build_trainer(cfg: Config, run: RunDir, model: Any, tokenizer: Any, template
     where asked, tool-call evaluation while training."""
     t = cfg.training
     train_rows, val_rows, val_convs = rows
-    packed, restore = start_packing(model, t.packing, device)
+    packed, restore = start_packing(model, t.packing, device, t.fast_path != "off")
     share = shares_prefixes(model, packed, t.group_by_prefix)
     try:
         args = training_arguments(cfg, run, device, bool(val_rows), packed)
@@ -232,7 +235,8 @@ def build_trainer(cfg: Config, run: RunDir, model: Any, tokenizer: Any, template
         data_collator=PackedCollator(share) if packed else
         PadCollator(tokenizer.pad_token_id, 8 if device.startswith("cuda") else 1),
         callbacks=[log], run=run, keep_last=t.keep_last, best_metric=t.best_metric,
-        group_by_prefix=share and t.group_by_prefix, packed=packed, restore=restore)
+        group_by_prefix=share and t.group_by_prefix, packed=packed, restore=restore,
+        fast=t.fast_path != "off")
     log.trainer = trainer
     if cfg.eval.tool_eval_every and val_convs:
         trainer.add_callback(ToolEval(trainer, tokenizer, template, val_convs, cfg))
