@@ -35,11 +35,15 @@ def test_a_failed_conversion_leaves_nothing_that_looks_complete(tmp_path):
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_hf_token_from_environment_or_dotenv(tmp_path, monkeypatch):
+def test_hf_token_from_environment_or_dotenv_or_hub_login(tmp_path, monkeypatch):
+    from huggingface_hub import constants
     for var in hub.TOKEN_VARS:
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hub-token"))
     monkeypatch.chdir(tmp_path)
     assert hub.hf_token() is None
+    (tmp_path / "hub-token").write_text("hf_from_hub_login\n")  # what `hf auth login` saves
+    assert hub.hf_token() == "hf_from_hub_login"
     (tmp_path / ".env").write_text("# secrets\nexport HUGGINGFACE_TOKEN='hf_from_dotenv'\n")
     assert hub.hf_token() == "hf_from_dotenv"
     monkeypatch.setenv("HF_TOKEN", "hf_from_env")

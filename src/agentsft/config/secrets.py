@@ -17,7 +17,18 @@ HF_TOKEN_PATTERN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
 
 
 def hf_token() -> str | None:
-    """The hub token from the environment (or a ``.env`` in the working folder); never logged."""
+    """The hub token, never logged: ``HF_TOKEN`` / ``HUGGINGFACE_TOKEN`` in the environment
+    or a ``.env`` in the working folder, else what ``huggingface_hub.get_token()`` finds
+    (the token ``hf auth login`` saved)."""
+    return explicit_token() or hub_login_token()
+
+
+def hub_login_token() -> str | None:
+    from huggingface_hub import get_token
+    return get_token()
+
+
+def explicit_token() -> str | None:
     for var in TOKEN_VARS:
         if os.environ.get(var):
             return os.environ[var]
