@@ -21,15 +21,21 @@ from agentsft.accel.training import fast_training
 from agentsft.config import Config
 from agentsft.data.tokenize import IGNORE_INDEX, encode
 
-# architecture: (training attention, training batches, eval/chat attention, cache reuse)
-OURS_FAST = ("agentsft", "packed, prompts shared", "agentsft", True)
-WINDOWED = ("sdpa", "packed", "sdpa", False)
+# architecture: (training attention, training batches, fused layers besides LoRA,
+#                eval/chat attention, cache reuse); the README's table
+BOTH, NORM, NONE = "RMSNorm, SwiGLU", "RMSNorm", "-"
 PATHS = {
-    "llama": OURS_FAST, "qwen3": OURS_FAST, "gemma": OURS_FAST, "granite": OURS_FAST,
-    "phi3": OURS_FAST, "smollm3": OURS_FAST,
-    "qwen2-sliding": WINDOWED, "mistral-sliding": WINDOWED, "gemma3-text": WINDOWED,
-    "gemma2": ("eager", "packed", "eager", False),
-    "gpt-oss": ("eager", "padded", "eager", False),
+    "llama": ("agentsft", "packed, prompts shared", BOTH, "agentsft", True),
+    "qwen2-sliding": ("sdpa", "packed", BOTH, "sdpa", False),
+    "qwen3": ("agentsft", "packed, prompts shared", BOTH, "agentsft", True),
+    "mistral-sliding": ("sdpa", "packed", BOTH, "sdpa", False),
+    "gemma": ("agentsft", "packed, prompts shared", NONE, "agentsft", True),
+    "gemma2": ("eager", "packed", NONE, "eager", False),
+    "gemma3-text": ("sdpa", "packed", NONE, "sdpa", False),
+    "granite": ("agentsft", "packed, prompts shared", BOTH, "agentsft", True),
+    "phi3": ("agentsft", "packed, prompts shared", NORM, "agentsft", True),
+    "smollm3": ("agentsft", "packed, prompts shared", BOTH, "agentsft", True),
+    "gpt-oss": ("eager", "padded", NORM, "eager", False),
 }
 ARCHS = list(zoo.ARCHITECTURES)
 LOSS_TOL = 1e-5
@@ -154,14 +160,16 @@ def test_training_path_equals_transformers(name, folders, data, tmp_path, tokeni
 
 
 def assert_training_paths(name: str, model, batch: dict, said: str) -> None:
-    attention, batches, _, _ = PATHS[name]
+    attention, batches, fused, _, _ = PATHS[name]
     implementation = model.config._attn_implementation
     assert implementation == ("agentsft_segments" if attention == "agentsft" else attention)
     assert ("position_ids" in batch and batch["input_ids"].shape[0] == 1) == batches.startswith("packed")
     assert ("segment_context" in batch) == batches.endswith("shared")
     if attention != "agentsft":  # the fallback is said, with its reason
         assert f"attention: transformers' {attention} (" in said
-    assert "layers: fused" in said and "LoRA layers" in said
+    layers = next(line for line in said.splitlines() if line.startswith("layers: fused"))
+    assert "LoRA layers" in layers and "kept" not in layers
+    assert ("RMSNorm" in layers, "MLP" in layers) == (fused != NONE, fused == BOTH), layers
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -175,7 +183,7 @@ def test_perplexity_and_generation_equal_transformers(name, folders, data):
     from agentsft.evaluation.steps import stepwise_steps
     from agentsft.inference import Sampling, load_generator
     gen = load_generator(model=str(folders[name]), device="cpu", dtype="float32")
-    _, _, attention, reuse = PATHS[name]
+    *_, attention, reuse = PATHS[name]
     assert gen.model.config._attn_implementation == (
         "agentsft_segments" if attention == "agentsft" else attention)
     assert gen.caches_are_plain() == reuse

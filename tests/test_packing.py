@@ -259,3 +259,29 @@ def test_prefix_grouped_batches_hold_examples_that_begin_alike(monkeypatch):
     perm = torch.randperm(24, generator=torch.Generator().manual_seed(seed)).tolist()
     slices = {tuple(perm[j:j + 4]) for j in range(0, 24, 4)}
     assert {tuple(order[j:j + 4]) for j in range(0, 24, 4)} == slices
+
+
+def test_our_attention_stands_in_only_for_plain_causal_sdpa(model):
+    """What a model passes to its attention decides: an argument ours does not apply (here a
+    made-up one, as a newer architecture might add), a layer that is not causal, or
+    attention that bypasses transformers' attention functions (some remote code) each keep
+    the model's own, and the reason is named."""
+    import functools
+
+    from agentsft.accel.segments import attention_misfit
+    assert attention_misfit(model) is None
+    attn = model.model.layers[0].self_attn
+    attn.forward = functools.partial(type(attn).forward, attn, new_feature=0.5)
+    assert attention_misfit(model) == "its attention takes new_feature=0.5, which agentsft's does not apply"
+    del attn.forward
+    attn.is_causal = False
+    assert "is_causal=False" in attention_misfit(model)
+    assert use_segment_attention(model) is None and model.config._attn_implementation == "sdpa"
+    attn.is_causal = True
+    for layer in model.model.layers:
+        layer.self_attn.forward = lambda hidden_states, *a, **k: (hidden_states * 0, None)
+    assert attention_misfit(model) == "its attention does not go through transformers' attention functions"
+    for layer in model.model.layers:
+        del layer.self_attn.forward
+    model.set_attn_implementation("eager")
+    assert attention_misfit(model).startswith("the model runs eager attention, which agentsft never")

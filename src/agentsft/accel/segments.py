@@ -112,23 +112,43 @@ def attention_misfit(model: Any) -> str | None:
     current = getattr(model.config, "_attn_implementation", None)
     if current not in ("sdpa", "eager"):
         return f"the model runs {current} attention"
+    found = attention_arguments(model)
+    if found is None:
+        return "its attention does not go through transformers' attention functions"
+    named = ", ".join(f"{k}={v if isinstance(v, (bool, int, float)) else type(v).__name__}"
+                      for k, v in found.items())
+    if current == "eager":
+        return ("the model runs eager attention, which agentsft never replaces"
+                + (f"; it takes {named}" if named else ""))
+    return f"its attention takes {named}, which agentsft's does not apply" if named else None
+
+
+def attention_arguments(model: Any) -> dict[str, Any] | None:
+    """The arguments beyond :data:`HARMLESS` that the model's layers pass to their attention
+    function (``is_causal: False`` for a layer that is not causal), on three tokens; None
+    where no layer called one (remote code with its own attention) or the model cannot
+    switch to the recording function."""
     found: dict[str, Any] = {}
+    calls = []
 
     def record(module: torch.nn.Module, query: torch.Tensor, *args: Any, **kwargs: Any
                ) -> tuple[torch.Tensor, None]:
+        calls.append(1)
         if getattr(module, "is_causal", True) is not True:
             found.setdefault("is_causal", False)
-        for key, value in kwargs.items():
-            if key not in HARMLESS and value is not None:
-                found.setdefault(key, value)
+        found.update((k, v) for k, v in kwargs.items()
+                     if k not in HARMLESS and v is not None and k not in found)
         return torch.zeros_like(query).transpose(1, 2), None
 
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
     AttentionInterface.register(PROBE, record)
     AttentionMaskInterface.register(PROBE, sdpa_mask)
-    was_training = model.training
-    model.set_attn_implementation(PROBE)
+    current, was_training = model.config._attn_implementation, model.training
+    try:
+        model.set_attn_implementation(PROBE)
+    except (ValueError, NotImplementedError, AttributeError):
+        return None
     try:
         model.eval()
         with torch.no_grad():
@@ -136,12 +156,7 @@ def attention_misfit(model: Any) -> str | None:
     finally:
         model.set_attn_implementation(current)
         model.train(was_training)
-    named = ", ".join(f"{k}={v if isinstance(v, (bool, int, float)) else type(v).__name__}"
-                      for k, v in found.items())
-    if current == "eager":
-        return ("the model runs eager attention, which agentsft never replaces"
-                + (f"; it takes {named}" if named else ""))
-    return f"its attention takes {named}, which agentsft's does not apply" if named else None
+    return found if calls else None
 
 
 def attention_note(model: Any, fast: bool = True) -> str | None:
