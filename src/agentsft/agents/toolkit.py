@@ -46,7 +46,10 @@ def documented(fn: Callable) -> Callable:
     argument (:data:`UNDOCUMENTED` where ``fn``'s does not). ``get_json_schema`` refuses
     functions without a docstring, an argument description or a type hint."""
     from transformers.utils.chat_template_utils import parse_google_format_docstring
-    doc = inspect.cleandoc(fn.__doc__ or "")
+    # "days (int): ..." -> "days: ...": transformers before 5.24 read the type in brackets
+    # as the end of the previous argument's description
+    doc = re.sub(r"^(\s*\w+)\s*\([^)\n]*\)\s*:", r"\1:", inspect.cleandoc(fn.__doc__ or ""),
+                 flags=re.M)
     described = parse_google_format_docstring(doc)[1] if doc else {}
     params = [p for p in inspect.signature(fn).parameters.values()
               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"]
