@@ -76,6 +76,7 @@ def test_msagent_two_calls_give_two_call_steps_and_one_summary(tokenizer):
         sc = row["scores"]
         if s.gold_calls:
             assert (sc["decision"], sc["name_accuracy"], sc["exact_match"], sc["valid_json"]) == (1, 1, 1, 1)
+            assert sc["schema_valid"] == (1.0 if s.history.tools else None)
             assert sc["rouge_l"] is None
         else:
             assert sc["rouge_l"] == 1.0 and sc["name_accuracy"] is None
@@ -95,6 +96,7 @@ def test_an_unparseable_call_is_scored_not_fatal(tokenizer, tool_data):
     row = score(step, '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par',
                 get_template("hermes", tokenizer), numeric_strings=False)
     assert row["predicted_calls"] == [] and row["scores"]["valid_json"] == 0.0
+    assert step.history.tools and row["scores"]["schema_valid"] == 0.0
     assert row["scores"]["decision"] == 1.0 and row["scores"]["exact_match"] == 0.0
 
 
@@ -118,6 +120,7 @@ def test_evaluate_scores_every_step_and_perplexity(run_dir, tool_data):
     assert len(rows) == 8 and report["overall"]["steps"] == 8
     assert report["overall"]["call_steps"] == 4 and report["overall"]["text_steps"] == 4
     assert report["overall"]["perplexity"] > 1 and report["overall"]["ppl_tokens"] > 0
+    assert "schema_valid" in report["overall"]
     assert set(report["per_tool"]) == {"get_weather", "(no call)"}
     assert [r["id"] for r in rows[:4]] == ["w-0", "w-0", "2", "2"]  # own id, else line number
     assert rows[0]["gold_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]

@@ -292,3 +292,23 @@ def test_many_calls_of_one_name_still_pair_exactly():
     gold = pred[::-1]
     assert match_calls(pred, gold) == [(i, 8 - i) for i in range(9)]
     assert score_step(pred, gold)["exact_match"] == 1.0
+
+
+def test_calls_valid_against_the_schema_of_the_offered_tools():
+    """Of four attempted calls, one names an offered tool with valid arguments; the others
+    have a wrong type, an unknown tool, and no JSON at all: schema_valid 1/4, valid_json 3/4."""
+    from agentsft.data.schema import Tool
+    from agentsft.evaluation.report import markdown_table
+    weather = Tool("get_weather", "", {"type": "object", "required": ["city"], "properties": {
+        "city": {"type": "string"}, "unit": {"enum": ["C", "F"]}}})
+    pred = [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}},
+            {"name": "get_weather", "arguments": {"city": 3}},
+            {"name": "get_time", "arguments": {}}]
+    gold = [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    out = score_step(pred, gold, invalid_calls=1, tools=[weather])
+    assert out["schema_valid"] == 0.25 and out["valid_json"] == 0.75
+    assert score_step(pred, gold)["schema_valid"] is None  # no tools offered: not scored
+    assert score_step([], gold, tools=[weather])["schema_valid"] is None  # no call made
+    agg = aggregate([out, score_step(pred[:1], gold, tools=[weather])])
+    assert agg["schema_valid"] == (0.25 + 1.0) / 2
+    assert "| calls valid against the schema | 0.625 |" in markdown_table({"model": agg})

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentsft.data.arguments import argument_errors
 from agentsft.data.schema import Tool, ToolCall
 from agentsft.errors import AgentsftError
 
@@ -106,38 +107,6 @@ def function_schema(fn: Callable, name: str | None = None, description: str | No
     first = re.split(r"\n\s*\n", schema.get("description", "").strip())[0]
     summary = "" if first == fn.__name__ else " ".join(first.split())
     return Tool(name or fn.__name__, description if description is not None else summary, params)
-
-
-def argument_errors(args: dict[str, Any], schema: dict[str, Any]) -> list[str]:
-    """What is wrong with ``args`` under the tool's JSON schema (empty: nothing), checked by
-    ``jsonschema``. An object schema without ``additionalProperties`` takes no other keys:
-    a Python function would fail on them anyway."""
-    from jsonschema import Draft202012Validator
-    if schema.get("type", "object") == "object" and "additionalProperties" not in schema:
-        schema = {**schema, "additionalProperties": False}
-    errors = Draft202012Validator(schema).iter_errors(args)
-    return [message(e) for e in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])]
-
-
-def message(error: Any) -> str:
-    """One validation error in words the model can act on."""
-    path = list(error.absolute_path)
-    where = f"argument '{path[0]}'" + "".join(f"[{p}]" for p in path[1:]) if path else "the arguments"
-    got = json.dumps(error.instance, ensure_ascii=False)
-    if error.validator == "required":
-        missing = [k for k in error.validator_value if k not in error.instance]
-        return "; ".join(f"{where} misses '{k}'" if path else f"missing required argument '{k}'"
-                         for k in missing)
-    if error.validator == "additionalProperties" and not path:
-        props = error.schema.get("properties", {})
-        return "; ".join(f"unknown argument '{k}' (expected: {', '.join(props) or 'none'})"
-                         for k in error.instance if k not in props)
-    if error.validator == "type":
-        kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        return f"{where} must be {' or '.join(kinds)}, got {got}"
-    if error.validator == "enum":
-        return f"{where} must be one of {json.dumps(error.validator_value)}, got {got}"
-    return f"{where}: {error.message}"
 
 
 class StillRunning(TimeoutError):

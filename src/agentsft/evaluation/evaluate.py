@@ -60,7 +60,7 @@ def score(step: Step, raw: str, template: AgentTemplate, numeric_strings: bool,
     if calls is None:
         calls, text, invalid = parse_output(template, raw)
     scores = metrics.score_step(calls, step.gold_calls, text or "", step.gold_text, invalid,
-                                numeric_strings)
+                                numeric_strings, step.history.tools)
     return {"id": step.id, "step": step.step, "file": step.file, "raw_output": raw,
             "predicted_calls": call_dicts(calls), "gold_calls": call_dicts(step.gold_calls),
             "predicted_text": text or "", "gold_text": step.gold_text, "scores": scores}

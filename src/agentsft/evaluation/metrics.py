@@ -17,11 +17,13 @@ from typing import Any
 
 from rouge_score.rouge_scorer import RougeScorer
 
+from agentsft.data.arguments import fits_schema
+
 NO_CALL = "(no call)"
 """The :func:`aggregate_by` group of steps whose grouping field is an empty list."""
 
 MEAN_KEYS = ("decision", "name_accuracy", "exact_match", "arg_precision", "arg_recall",
-             "arg_f1", "valid_json", "rouge_l")
+             "arg_f1", "valid_json", "schema_valid", "rouge_l")
 COUNT_KEYS = ("arg_tp", "arg_pred", "arg_gold")
 
 # Beyond 8! assignments per tool name the exact search gets slow; agents rarely
@@ -162,11 +164,15 @@ def prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float | None]:
 
 def score_step(predicted_calls: Sequence[Any], gold_calls: Sequence[Any],
                predicted_text: str = "", gold_text: str = "", invalid_calls: int = 0,
-               numeric_strings: bool = False) -> dict[str, Any]:
+               numeric_strings: bool = False, tools: Sequence[Any] | None = None
+               ) -> dict[str, Any]:
     """Scores of one assistant step (keys in :data:`MEAN_KEYS` and :data:`COUNT_KEYS`).
 
     ``invalid_calls`` counts attempted calls that did not parse; they count as
     calling, lower ``valid_json`` and take a slot in the name/exact denominators.
+    ``tools`` (objects with ``name`` and ``parameters``), the tools the step offered:
+    ``schema_valid`` is the share of attempted calls that name one of them with arguments
+    valid against its schema (None where the step offered none).
     """
     if invalid_calls < 0:
         raise ValueError(f"invalid_calls is {invalid_calls}; it counts calls, so must be >= 0")
@@ -178,6 +184,9 @@ def score_step(predicted_calls: Sequence[Any], gold_calls: Sequence[Any],
         out.update(_call_scores(pred, ref, invalid_calls, numeric_strings))
     if did:
         out["valid_json"] = len(pred) / (len(pred) + invalid_calls)
+        if tools:
+            valid = sum(fits_schema(name, args, tools) for name, args in pred)
+            out["schema_valid"] = valid / (len(pred) + invalid_calls)
     if gold_text and not should:
         out["rouge_l"] = rouge_l(predicted_text, gold_text)
     return out

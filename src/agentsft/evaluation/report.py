@@ -12,7 +12,8 @@ from agentsft.files import write_text_atomically
 TABLE = (("call decision accuracy", "decision"), ("tool-name accuracy", "name_accuracy"),
          ("argument exact match", "exact_match"), ("argument precision", "arg_precision_micro"),
          ("argument recall", "arg_recall_micro"), ("argument F1", "arg_f1_micro"),
-         ("calls that parse (valid JSON)", "valid_json"), ("ROUGE-L F1 (text answers)", "rouge_l"),
+         ("calls that parse (valid JSON)", "valid_json"),
+         ("calls valid against the schema", "schema_valid"), ("ROUGE-L F1 (text answers)", "rouge_l"),
          ("perplexity (gold assistant tokens)", "perplexity"))
 
 
