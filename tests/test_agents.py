@@ -417,7 +417,7 @@ def test_chat_builds_its_agent_with_the_collector_paused_then_resumed(tiny_model
     from agentsft.cli import chat
     from agentsft.errors import AgentsftError
     args = SimpleNamespace(model=str(tiny_model), adapter=None, device=None, max_new_tokens=2,
-                           dtype="auto", fast_path="auto",
+                           dtype="auto", fast_path="auto", constrain="on",
                            temperature=0.0, top_p=1.0, tools=None, system=None)
     during = []
     real = chat.agent_for

@@ -134,11 +134,16 @@ def test_eval_cli_writes_report_and_predictions(run_dir, tool_data, tmp_path):
     assert "| tool-name accuracy |" in r.stdout and "| metric | base | tuned | change |" in r.stdout
     report = json.loads((out / "report.json").read_text())
     assert report["overall"]["steps"] == 8 and "base" in report
+    assert report["constrained_calls"] is True and "| calls valid against the schema |" in r.stdout
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 8
     assert set(rows[0]) >= {"id", "step", "raw_output", "predicted_calls", "gold_calls",
                             "predicted_text", "gold_text", "scores"}
     assert (out / "base" / "predictions.jsonl").is_file()
+    r = run_cli("eval", "--data", str(tool_data), "--adapter", str(run_dir), "-o", str(out / "free"),
+                "--max-new-tokens", "16", "--constrain", "off", "--limit", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / "free" / "report.json").read_text())["constrained_calls"] is False
 
 
 def test_eval_cli_refuses_agent_mode_without_tools(tool_data):

@@ -39,8 +39,10 @@ class DialogAgent:
     def __init__(self, name: str, sys_prompt: str | None = None, model: str = DEFAULT_MODEL,
                  adapter: str | Path | None = None, device: str | None = None,
                  max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-                 generator: Generator | None = None):
+                 generator: Generator | None = None, constrain: bool = True):
         self.name, self.sys_prompt = name, sys_prompt
+        self.constrain = constrain
+        """Tool calls constrained to the offered tools' schemas (ignored with ``generator``)."""
         self.model_name, self.adapter, self.device = model, adapter, device
         self.sampling = Sampling(max_new_tokens, temperature, top_p)
         self._generator = generator
@@ -49,7 +51,8 @@ class DialogAgent:
     @property
     def generator(self) -> Generator:
         if self._generator is None:  # loaded on first use, so construction is cheap
-            self._generator = load_generator(self.model_name, self.adapter, self.device)
+            self._generator = load_generator(self.model_name, self.adapter, self.device,
+                                             constrain=self.constrain)
         return self._generator
 
     @property
@@ -150,7 +153,8 @@ class FinetuneDialogAgent(DialogAgent):
         raw.setdefault("data", {})["train"] = [data_path] if isinstance(data_path, str) else list(data_path)
         result = train(config.from_dict(raw))
         self.adapter, self.last_run = result.run.final, result
-        self._generator = Generator(result.model, result.tokenizer, result.template)
+        self._generator = Generator(result.model, result.tokenizer, result.template,
+                                    constrain=self.constrain)
         return result
 
 

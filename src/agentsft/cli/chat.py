@@ -90,10 +90,11 @@ def agent_for(args) -> DialogAgent:
     from agentsft.agents import DialogAgent, Toolkit, ToolAgent
     from agentsft.inference import load_generator
     generator = load_generator(args.model, args.adapter, args.device, dtype=args.dtype,
-                               fast_path=args.fast_path)
+                               fast_path=args.fast_path, constrain=args.constrain == "on")
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     if args.tools:
         kit = Toolkit.from_file(args.tools, timeout=args.tool_timeout)
+        generator.call_rules(kit.tools)  # compiled while the user types, not at the first reply
         return ToolAgent("assistant", args.system, toolkit=kit, generator=generator,
                          max_steps=args.max_steps, **sampling)
     return DialogAgent("assistant", args.system, generator=generator, **sampling)

@@ -59,6 +59,10 @@ def add_generation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast-path", default="auto", choices=("auto", "off"),
                    help="agentsft's own attention, LoRA merge and cache reuse where each fits the "
                         "model (auto), or transformers' and PEFT's code throughout (off)")
+    p.add_argument("--constrain", default="on", choices=("on", "off"),
+                   help="tool calls constrained to the offered tools and their JSON schemas "
+                        "(on, default: the model still decides whether to call), or free "
+                        "decoding (off, to compare)")
     p.add_argument("--max-new-tokens", type=whole_number(1), default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
     p.add_argument("--top-p", type=float, default=1.0)

@@ -86,8 +86,9 @@ def run(args) -> int:
         write_outputs(folder, report, rows)
         return report
 
+    constrain = args.constrain == "on"
     gen = load_generator(args.model, args.adapter, args.device, args.template,
-                         dtype=args.dtype, fast_path=args.fast_path)
+                         dtype=args.dtype, fast_path=args.fast_path, constrain=constrain)
     base_name = args.model or getattr(gen.model, "name_or_path", None) or "model"
     label = f"{args.adapter} (tuned)" if args.adapter else str(base_name)
     tuned = run_one(gen, label, out)
@@ -96,7 +97,7 @@ def run(args) -> int:
         template = gen.template.name
         del gen
         base = load_generator(args.model or recorded_base(args.adapter), None, args.device, template,
-                              dtype=args.dtype, fast_path=args.fast_path)
+                              dtype=args.dtype, fast_path=args.fast_path, constrain=constrain)
         base_report = run_one(base, "base model", out / "base")
         columns = {"base": base_report["overall"], **columns}
         tuned["base"] = {"overall": base_report["overall"], "folder": str(out / "base")}

@@ -7,7 +7,31 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["argument_errors", "fits_schema"]
+__all__ = ["argument_errors", "closed_schema", "fits_schema", "in_schema_order"]
+
+
+def in_schema_order(value: Any, schema: Any) -> Any:
+    """``value`` with each object's keys in the order its schema lists the properties
+    (keys the schema does not list follow, as they came), in nested objects and arrays
+    too. Calls are rendered this way for training, so that a model learns the one order
+    in which constrained decoding (llguidance) lets it write them."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        keys = [k for k in props if k in value] + [k for k in value if k not in props]
+        return {k: in_schema_order(value[k], props.get(k)) for k in keys}
+    if isinstance(value, list):
+        return [in_schema_order(v, schema.get("items")) for v in value]
+    return value
+
+
+def closed_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` taking no keys beyond its properties at the top, unless it says
+    otherwise (``additionalProperties``): a Python function fails on other keys anyway."""
+    if schema.get("type", "object") == "object" and "additionalProperties" not in schema:
+        return {**schema, "additionalProperties": False}
+    return schema
 
 
 def argument_errors(args: dict[str, Any], schema: dict[str, Any]) -> list[str]:

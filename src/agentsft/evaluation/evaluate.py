@@ -70,7 +70,8 @@ def predict_stepwise(gen: Generator, steps: list[Step], sampling: Sampling, batc
                      numeric_strings: bool, progress: str | None = "generating") -> list[dict]:
     prompts = [gen.template.prompt(s.history) for s in steps]
     outputs = gen.complete_batch(prompts, sampling, batch_size, progress,
-                                 limits=[gold_budget(gen, s) for s in steps])
+                                 limits=[gold_budget(gen, s) for s in steps],
+                                 tools=[s.history.tools for s in steps])
     return [score(s, o.text, gen.template, numeric_strings) for s, o in zip(steps, outputs)]
 
 
@@ -170,6 +171,7 @@ def evaluate(gen: Generator, convs: list[Conversation], mode: str = "stepwise",
     overall = metrics.aggregate([r["scores"] for r in rows])
     report: dict[str, Any] = {
         "mode": mode, "template": gen.template.name, "conversations": len(convs),
+        "constrained_calls": gen.constrain,
         "overall": overall, "per_tool": metrics.aggregate_by(rows, "tool"),
         "per_file": metrics.aggregate_by(rows, "file")}
     if perplexity:

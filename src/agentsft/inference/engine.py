@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from agentsft.accel.inference import (
@@ -24,9 +25,13 @@ from agentsft.accel.inference import (
     left_padded_cache, new_cache, prefix_plan, returned_cache, reused, takes_logits_to_keep,
     tokens_to_read,
 )
-from agentsft.data.schema import Conversation
+from agentsft.data.schema import Conversation, Tool
 from agentsft.data.templates import AgentTemplate
 from agentsft.errors import AgentsftError
+from agentsft.hub import say
+from agentsft.inference.calls import (
+    CallLayout, CallProcessor, CallRules, CallWatch, call_layout, compile_rules, constrain_logits,
+)
 from agentsft.inference.stops import RowCaps, StopStrings, TextStreamer, first_stop
 
 
@@ -66,7 +71,11 @@ class Generator:
     extra_stops: tuple[str, ...] = field(default_factory=tuple)
     fast: bool = True
     """agentsft's cache reuse and decoding loop (off: ``model.generate`` on plain caches)."""
+    constrain: bool = True
+    """Tool calls constrained to the offered tools and their schemas (off: free decoding)."""
     _plain: bool | None = field(default=None, init=False, repr=False)
+    _rules: dict[tuple[str, str], CallRules] = field(default_factory=dict, init=False, repr=False)
+    _said: set[str] = field(default_factory=set, init=False, repr=False)
 
     @property
     def stops(self) -> tuple[str, ...]:
@@ -82,20 +91,65 @@ class Generator:
         return len(self.tokenizer(self.template.prompt(conv), add_special_tokens=False)["input_ids"])
 
     def reply(self, conv: Conversation, sampling: Sampling | None = None,
-              on_text: Callable[[str], None] | None = None) -> Generation:
-        """The model's next assistant turn for ``conv``."""
-        return self.complete(self.template.prompt(conv), sampling, on_text)
+              on_text: Callable[[str], None] | None = None, tool_choice: str = "auto"
+              ) -> Generation:
+        """The model's next assistant turn for ``conv``. Calls to its tools are constrained
+        to their schemas (unless ``constrain`` is off); ``tool_choice``: ``auto`` (the model
+        decides whether to call), ``required`` (it calls one of the tools) or a tool's name."""
+        return self.complete(self.template.prompt(conv), sampling, on_text,
+                             self.call_rules(conv.tools, tool_choice))
 
     def complete(self, prompt: str, sampling: Sampling | None = None,
-                 on_text: Callable[[str], None] | None = None) -> Generation:
-        """Continue ``prompt`` until a stop string, EOS or the token limit."""
+                 on_text: Callable[[str], None] | None = None, calls: CallRules | None = None
+                 ) -> Generation:
+        """Continue ``prompt`` until a stop string, EOS or the token limit (with ``calls``:
+        its tool calls constrained)."""
         streamer = TextStreamer(self.tokenizer, on_text, self.stops) if on_text else None
-        return self.generate([prompt], sampling, streamer)[0]
+        return self.generate([prompt], sampling, streamer, calls=[calls])[0]
+
+    def call_rules(self, tools: list[Tool] | None, choice: str = "auto") -> CallRules | None:
+        """The constraint for a prompt that offers ``tools`` (None: decoding is free, as it
+        is without tools, with ``constrain`` off, or where the template's calls cannot be
+        constrained, said once)."""
+        if not self.constrain or not tools:
+            return None
+        layout, grammar_tokenizer = self.call_layout, self.grammar_tokenizer
+        if isinstance(layout, str) or isinstance(grammar_tokenizer, str):
+            self.note(f"constrained calls: {layout if isinstance(layout, str) else grammar_tokenizer}"
+                      f"; tool calls are decoded freely")
+            return None
+        key = (json.dumps([t.to_dict() for t in tools], sort_keys=True), choice)
+        if key not in self._rules:
+            rules = compile_rules(grammar_tokenizer, self.tokenizer, layout, tools, choice)
+            for line in rules.notes:
+                self.note(line)
+            self._rules[key] = rules
+        return self._rules[key]
+
+    @functools.cached_property
+    def call_layout(self) -> CallLayout | str:
+        return call_layout(self.template)
+
+    @functools.cached_property
+    def grammar_tokenizer(self) -> Any:
+        """llguidance's view of the tokenizer, over every logit the model writes (or why
+        there is none). Built once: about 0.6 s for the default model's."""
+        import llguidance.hf
+        vocab = max(len(self.tokenizer), self.model.config.get_text_config().vocab_size)
+        try:
+            return llguidance.hf.from_tokenizer(self.tokenizer, n_vocab=vocab)
+        except ValueError as e:
+            return f"llguidance cannot read this tokenizer ({e})"
+
+    def note(self, line: str) -> None:
+        if line not in self._said:
+            self._said.add(line)
+            say(line)
 
     def complete_batch(self, prompts: list[str], sampling: Sampling | None = None,
                        batch_size: int = 8, progress: str | None = None,
-                       limits: list[int] | None = None, share_prefixes: bool = True
-                       ) -> list[Generation]:
+                       limits: list[int] | None = None, share_prefixes: bool = True,
+                       tools: list[list[Tool] | None] | None = None) -> list[Generation]:
         """Continue every prompt, ``batch_size`` at a time (left-padded), in the order
         given; ``progress`` labels a progress bar. ``limits`` caps each prompt's new tokens
         below ``sampling.max_new_tokens``; each output is cut at its own cap, so results do
@@ -104,9 +158,11 @@ class Generator:
         Where prompts are prefixes of one another (the steps of one conversation, in
         stepwise evaluation) and that is at least a quarter of their tokens, each longest
         prompt is read once and the others start from its key/value cache (unless
-        ``share_prefixes`` is False)."""
+        ``share_prefixes`` is False). ``tools``: per prompt, the tools it offers, whose
+        calls are constrained (see :meth:`reply`)."""
         from tqdm.auto import tqdm
         s = sampling or Sampling()
+        rules = [self.call_rules(t) for t in tools] if tools else [None] * len(prompts)
         caps = [min(s.max_new_tokens, n) for n in limits] if limits else [s.max_new_tokens] * len(prompts)
         rows = [self.encode(p) for p in prompts]
         plan = prefix_plan(rows) if share_prefixes and self.caches_are_plain() else None
@@ -132,7 +188,8 @@ class Generator:
                         last = (rows[d], read[d])
                     prefixes = [(read[plan[i][0]], plan[i][1]) for i in chunk]
                 gens = self.generate_rows([rows[i] for i in chunk], batch,
-                                          caps=[caps[i] for i in chunk], prefixes=prefixes)
+                                          caps=[caps[i] for i in chunk], prefixes=prefixes,
+                                          calls=[rules[i] for i in chunk])
                 for i, gen in zip(chunk, gens):
                     out[i] = gen
                 bar.update(len(chunk))
@@ -142,10 +199,11 @@ class Generator:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
     def generate(self, prompts: list[str], sampling: Sampling | None = None,
-                 streamer: BaseStreamer | None = None, caps: list[int] | None = None
-                 ) -> list[Generation]:
+                 streamer: BaseStreamer | None = None, caps: list[int] | None = None,
+                 calls: list[CallRules | None] | None = None) -> list[Generation]:
         """One batch of prompts through ``model.generate`` (see :meth:`generate_rows`)."""
-        return self.generate_rows([self.encode(p) for p in prompts], sampling, streamer, caps)
+        return self.generate_rows([self.encode(p) for p in prompts], sampling, streamer, caps,
+                                  calls=calls)
 
     @torch.no_grad()
     def read_prompt(self, row: list[int], after: tuple[list[int], Any] | None = None
@@ -191,13 +249,16 @@ class Generator:
 
     def generate_rows(self, rows: list[list[int]], sampling: Sampling | None = None,
                       streamer: BaseStreamer | None = None, caps: list[int] | None = None,
-                      prefixes: list[tuple[Any, int]] | None = None) -> list[Generation]:
+                      prefixes: list[tuple[Any, int]] | None = None,
+                      calls: list[CallRules | None] | None = None) -> list[Generation]:
         """One batch of token rows through ``model.generate``: left padding, greedy unless
         sampling says otherwise, each text cut at its first stop string (and at its cap of
         new tokens). ``prefixes``: per row, (cache, n): a prompt's cache (:meth:`read_prompt`)
         whose first n positions are the row's first n tokens; the batch's cache covers as
-        many positions as every row has there, and the rest is read as usual."""
+        many positions as every row has there, and the rest is read as usual. ``calls``:
+        per row, the constraint on its tool calls (None: free)."""
         s = sampling or Sampling()
+        watches = [CallWatch(r, self.tokenizer) if r is not None else None for r in calls or ()]
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         device = self.model.device
@@ -225,19 +286,23 @@ class Generator:
         caps = caps or [s.max_new_tokens] * len(rows)
         if len(rows) > 1 and s.temperature == 0 and streamer is None and self.caches_are_plain():
             with self.eval_mode():
-                news = self.greedy_batch(ids, mask, kwargs.get(self.cache_keyword), caps)
+                news = self.greedy_batch(ids, mask, kwargs.get(self.cache_keyword), caps,
+                                         watches if any(watches) else None)
             return [self.cut(new) for new in news]
         criteria: list[StoppingCriteria] = [StopStrings(self.tokenizer, self.stops, width)]
         if min(caps) < s.max_new_tokens:  # a row at its cap is done, as at a stop
             criteria.append(RowCaps(width, caps))
         kwargs["stopping_criteria"] = StoppingCriteriaList(criteria)
+        if any(watches):
+            kwargs["logits_processor"] = LogitsProcessorList([CallProcessor(watches, width)])
         with torch.no_grad(), self.eval_mode():
             out = self.model.generate(ids, **kwargs)
         return [self.cut(row[width:width + cap].tolist()) for row, cap in zip(out, caps)]
 
     @torch.no_grad()
     def greedy_batch(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any,
-                     caps: list[int]) -> list[list[int]]:
+                     caps: list[int], watches: list[CallWatch | None] | None = None
+                     ) -> list[list[int]]:
         """Greedy decoding of a left-padded batch in which a row leaves as soon as it is
         done (end of sequence, a stop string, its cap): later steps compute only the rows
         still writing. ``model.generate`` computes every row until the last one is done,
@@ -254,9 +319,14 @@ class Generator:
             out = self.model(input_ids=feed, attention_mask=mask, position_ids=where,
                              use_cache=True, **{self.cache_keyword: cache}, **head)
             cache = returned_cache(out)
-            picked = out.logits[:, -1].float().argmax(-1)
+            logits = out.logits[:, -1].float()
+            if watches is not None:
+                constrain_logits(logits, [watches[row] for row in going])
+            picked = logits.argmax(-1)
             for row, token in zip(going, picked.tolist()):
                 news[row].append(token)
+                if watches is not None and watches[row] is not None:
+                    watches[row].advance(token)
             hits = checker.found([news[row][-checker.tail:] for row in going])
             stopped = [news[row][-1] == eos or len(news[row]) >= caps[row] or hit
                        for row, hit in zip(going, hits)]

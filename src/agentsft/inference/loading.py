@@ -58,12 +58,13 @@ def model_options(model: str | None, full_model: Path | None, info: dict[str, An
 def load_generator(model: str | None = None, adapter: str | Path | None = None,
                    device: str | None = None, template: str | None = None,
                    trust_remote_code: bool = False, dtype: str = "auto",
-                   fast_path: str = "auto") -> Generator:
+                   fast_path: str = "auto", constrain: bool = True) -> Generator:
     """A Generator for a model, or for what a training run saved (``adapter``: a run
     directory or its final/ folder; its base model, revision, quantization and template come
     from agentsft.json; an explicit ``model`` wins over the recorded base and its revision).
     ``fast_path="off"``: none of agentsft's own kernels or cache reuse, transformers' and
-    PEFT's code throughout."""
+    PEFT's code throughout. ``constrain=False``: tool calls decoded freely (by default they
+    are constrained to the offered tools and their schemas)."""
     folder = trained_folder(adapter) if adapter is not None else None
     info = recorded_run(folder) if folder is not None else {}
     is_adapter = folder is not None and (folder / "adapter_config.json").is_file()
@@ -92,4 +93,4 @@ def load_generator(model: str | None = None, adapter: str | Path | None = None,
     if note := attention_note(net, fast):
         say(note)
     name = template or info.get("template") or "auto"
-    return Generator(net, tokenizer, get_template(name, tokenizer), fast=fast)
+    return Generator(net, tokenizer, get_template(name, tokenizer), fast=fast, constrain=constrain)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from agentsft.data.arguments import in_schema_order
 from agentsft.data.schema import DECODER, Conversation, DataError, Message, ToolCall, parse_arguments
 from agentsft.errors import AgentsftError
 
@@ -47,6 +48,8 @@ class AgentTemplate:
     """Strings that end a generation step (end of turn, or end of the calls)."""
     call_marker = ""
     """Where the calls begin in a reply; the text before it is the reply's content."""
+    call_close = ""
+    """What ends one call (where calls are tagged)."""
 
     def pieces(self, conv: Conversation, add_generation_prompt: bool) -> list[Piece]:
         raise NotImplementedError
@@ -56,7 +59,9 @@ class AgentTemplate:
 
     def render(self, conv: Conversation, policy: str = "assistant",
                add_generation_prompt: bool = False) -> Rendered:
-        """The text of ``conv`` and its trained character spans under ``policy``."""
+        """The text of ``conv`` and its trained character spans under ``policy``. Call
+        arguments are written in the order their tool's schema lists them."""
+        conv = calls_in_schema_order(conv)
         parts, segments, pos = [], [], 0
         for text, msg in self.pieces(conv, add_generation_prompt):
             if msg is not None and text:
@@ -76,6 +81,18 @@ class AgentTemplate:
         calls = self.parse_calls(text)
         content = text.split(self.call_marker, 1)[0] if calls and self.call_marker else text
         return Message("assistant", content.strip(), tool_calls=calls)
+
+
+def calls_in_schema_order(conv: Conversation) -> Conversation:
+    """``conv`` with every call's arguments in its tool's schema order (see
+    :func:`in_schema_order`); the same object where nothing moves."""
+    schemas = {t.name: t.parameters for t in conv.tools or ()}
+    if not schemas or not any(m.tool_calls for m in conv.messages):
+        return conv
+    messages = [replace(m, tool_calls=[replace(c, arguments=in_schema_order(c.arguments, schemas.get(c.name)))
+                                       for c in m.tool_calls]) if m.tool_calls else m
+                for m in conv.messages]
+    return replace(conv, messages=messages)
 
 
 def trained_messages(conv: Conversation, policy: str = "assistant") -> set[int]:

@@ -22,7 +22,7 @@ TOOLS_PREAMBLE = (
 
 class HermesTemplate(AgentTemplate):
     name = "hermes"
-    call_marker = "<tool_call>"
+    call_marker, call_close = "<tool_call>", "</tool_call>"
     start, end = "<|im_start|>", "<|im_end|>"
     stop = ("<|im_end|>",)
 

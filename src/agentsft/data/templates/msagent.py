@@ -21,7 +21,7 @@ class MsAgentTemplate(AgentTemplate):
     """
 
     name = "msagent"
-    call_marker = THINK_OPEN
+    call_marker, call_close = THINK_OPEN, THINK_CLOSE
 
     def __init__(self, eos: str):
         self.eos = eos
