@@ -8,6 +8,10 @@ Writes three files:
 * ``tools.jsonl``    - tool-use chats in OpenAI format with a ``tools`` list.
 * ``msagent.jsonl``  - tool-use chats in the ModelScope agent format.
 
+Then it runs ``make_calls.py`` with the same seed, which writes
+``calls_train.jsonl`` and ``calls_test.jsonl`` (function-calling data with
+held-out tools; see that file).
+
 Every tool result (and every number an answer quotes from a result) comes from
 actually calling the functions in ``tools.py``. The output depends only on
 ``--seed``: running the script twice gives byte-identical files.
@@ -38,8 +42,13 @@ HERE = Path(__file__).resolve().parent
 
 def load_tools() -> ModuleType:
     """Import tools.py from this script's folder, whatever the cwd is."""
-    path = HERE / "tools.py"
-    spec = importlib.util.spec_from_file_location("agentsft_example_tools", path)
+    return load_module("tools.py", "agentsft_example_tools")
+
+
+def load_module(filename: str, name: str) -> ModuleType:
+    """Import a file of this script's folder by path, whatever the cwd is."""
+    path = HERE / filename
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
@@ -1472,6 +1481,8 @@ def main(argv: list[str] | None = None) -> int:
         write_jsonl(path, records)
         detail = ", ".join(f"{k}={v}" for k, v in counts.items())
         print(f"wrote {path}: {len(records)} records ({detail})")
+    # calls_train.jsonl and calls_test.jsonl, from the same seed
+    load_module("make_calls.py", "agentsft_example_make_calls").write(args.seed, args.out)
     return 0
 
 

@@ -61,15 +61,15 @@ def test_check_examples_is_clean():
     r = run_cli("data", "check", *files)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("0 warnings, no errors")
-    assert "(msagent)" in r.stdout and "(openai)" in r.stdout and "total: 250 conversations" in r.stdout
+    assert "(msagent)" in r.stdout and "(openai)" in r.stdout and "total: 800 conversations" in r.stdout
     others = [f for f in files if (ROOT / f).is_file() and not f.endswith((".json", ".jsonl"))]
-    assert len(others) >= 3  # README.md, make_examples.py, tools.py (and __init__.py)
+    assert len(others) >= 3  # README.md, the generators, the tools (and __init__.py)
     assert r.stderr.startswith(f"ignored {len(others)} files not named .json or .jsonl: ")
 
 
 def test_check_takes_a_folder():
     r = run_cli("data", "check", "examples")
-    assert r.returncode == 0 and "total: 250 conversations" in r.stdout and r.stderr == ""
+    assert r.returncode == 0 and "total: 800 conversations" in r.stdout and r.stderr == ""
 
 
 CRASHERS = {  # inputs that once raised a traceback
