@@ -29,7 +29,7 @@ from agentsft import config
 from agentsft.data.inspect import write_jsonl
 from agentsft.data.readers import read_conversations
 from agentsft.data.schema import Conversation
-from agentsft.evaluation import evaluate, metrics
+from agentsft.evaluation import evaluate, metrics, write_outputs
 from agentsft.inference import Generator, load_generator
 
 # The demo's budget: about 130k tokens (128 conversations of ~1,050 tokens, one epoch) is
@@ -99,6 +99,20 @@ def without_no_call(convs: list[Conversation], rng: random.Random) -> list[Conve
     return [c for c in convs if any(m.tool_calls for m in c.messages)]
 
 
+def filled_defaults(convs: list[Conversation], rng: random.Random) -> list[Conversation]:
+    """Every call also given the optional arguments the user did not mention, at their
+    schema's defaults (the data leaves them out: this is the trial of keeping them)."""
+    out = copy.deepcopy(convs)
+    for conv in out:
+        schemas = {t.name: t.parameters for t in conv.tools or ()}
+        for m in conv.messages:
+            for c in m.tool_calls:
+                props = schemas.get(c.name, {}).get("properties", {})
+                c.arguments = {**c.arguments, **{k: p["default"] for k, p in props.items()
+                                                 if "default" in p and k not in c.arguments}}
+    return out
+
+
 TRIALS: dict[str, tuple[dict[str, Any], Callable | None]] = {
     "baseline": ({}, None),
     "epochs-2": ({"training.epochs": 2}, None),
@@ -111,6 +125,7 @@ TRIALS: dict[str, tuple[dict[str, Any], Callable | None]] = {
     "shuffle-tools": ({}, shuffled_copy),
     "rename": ({}, renamed_copy),
     "no-no-call": ({}, without_no_call),
+    "fill-defaults": ({}, filled_defaults),
 }
 
 
@@ -131,14 +146,16 @@ def run_trial(name: str, seed: int, train_file: Path, test: list[Conversation], 
     result = train(cfg)
     seconds = time.perf_counter() - began
     gen = Generator(result.model, result.tokenizer, result.template, constrain=constrain)
-    scores = held_out_scores(gen, test)
+    scores = held_out_scores(gen, test, folder / "eval")
     return {"trial": name, "seed": seed, "constrained": constrain, "train_seconds": round(seconds, 1),
             "steps": result.steps, "examples": len(convs), **scores}
 
 
-def held_out_scores(gen: Generator, test: list[Conversation]) -> dict[str, Any]:
-    """The KEYS over all held-out steps, and apart for unseen tools and seen ones."""
-    _, rows = evaluate(gen, test, batch_size=16, perplexity=False, progress=None)
+def held_out_scores(gen: Generator, test: list[Conversation], folder: Path) -> dict[str, Any]:
+    """The KEYS over all held-out steps, and apart for unseen tools and seen ones (the
+    report and predictions go to ``folder``)."""
+    report, rows = evaluate(gen, test, batch_size=16, perplexity=False, progress=None)
+    write_outputs(folder, report, rows)
     groups = {"all": rows, "unseen": [r for r in rows if str(r["id"]).startswith("unseen")],
               "seen": [r for r in rows if not str(r["id"]).startswith("unseen")]}
     out = {}
@@ -153,8 +170,9 @@ def summary(log: Path) -> str:
     by: dict[tuple[str, bool], list[dict[str, Any]]] = {}
     for r in runs:
         by.setdefault((r["trial"], r["constrained"]), []).append(r)
-    lines = ["| trial | constrained | seeds | exact match (all) | unseen tools | seen tools | "
-             "name acc. | schema valid | train s |", "|---|---|---|---|---|---|---|---|---|"]
+    header = ("| trial | constrained | seeds | exact match (all) | unseen tools | seen tools | "
+              "name acc. | schema valid | train s |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for (trial, constrained), rs in sorted(by.items(), key=lambda kv: -mean(kv[1], "all", "exact_match")):
         lines.append(f"| {trial} | {'on' if constrained else 'off'} | {len(rs)} | "
                      f"{spread(rs, 'all', 'exact_match')} | {spread(rs, 'unseen', 'exact_match')} | "
@@ -203,13 +221,15 @@ def main() -> None:
             rows = [row]
             if args.free_too:  # the same run, scored again without the constraint
                 free = load_generator(adapter=out / f"{name}-seed{seed}" / "run", constrain=False)
-                rows.append({**row, "constrained": False, **held_out_scores(free, test)})
+                rows.append({**row, "constrained": False,
+                             **held_out_scores(free, test, out / f"{name}-seed{seed}" / "eval-free")})
             record(log, rows)
     if args.base_model:
         for constrain in (True, False):
             record(log, [{"trial": "untuned base model", "seed": 0, "constrained": constrain,
                           "train_seconds": 0, "steps": 0, "examples": 0,
-                          **held_out_scores(load_generator(constrain=constrain), test)}])
+                          **held_out_scores(load_generator(constrain=constrain), test,
+                                            out / f"base-model-{'on' if constrain else 'off'}")}])
     print(summary(log))
 
 

@@ -116,6 +116,20 @@ def test_constrained_calls_always_parse_and_validate(random_generator, tools, pi
     assert fits_schema(call.name, call.arguments, tools), (call, [t.parameters for t in tools])
 
 
+@pytest.mark.parametrize("name", ["msagent", "native"])
+def test_calls_in_each_templates_own_layout_parse_and_validate(random_generator, tokenizer, name):
+    tok = with_template(tokenizer, QWEN_STYLE) if name == "native" else tokenizer
+    gen = Generator(random_generator.model, tok, get_template(name, tok))
+    small = {"type": "integer", "minimum": -99, "maximum": 999}  # a random model's digits end
+    tools = [WEATHER, Tool("add", "", {**ADD.parameters, "properties": {"a": small, "b": small}})]
+    for choice in ("required", "add"):
+        out = gen.reply(Conversation([Message("user", "go")], tools=tools), Sampling(160),
+                        tool_choice=choice)
+        assert out.text.startswith(gen.call_layout.marker)
+        [call] = gen.template.parse_calls(out.text)
+        assert choice in ("required", call.name) and fits_schema(call.name, call.arguments, tools)
+
+
 def test_a_schema_the_engine_cannot_compile_keeps_the_name_and_says_so(random_generator, capsys):
     odd = Tool("odd", "", {"type": "object", "properties": {"when": {"type": "string",
                                                                         "format": "no-such-format"}}})

@@ -23,14 +23,7 @@ import torch
 from transformers import LogitsProcessor
 
 from agentsft.data.arguments import closed_schema
-from agentsft.data.schema import (
-    DECODER,
-    Conversation,
-    DataError,
-    Message,
-    Tool,
-    ToolCall,
-)
+from agentsft.data.schema import DECODER, Conversation, DataError, Message, Tool, ToolCall
 from agentsft.data.templates import AgentTemplate
 from agentsft.errors import AgentsftError
 
