@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import random
 import statistics
@@ -224,6 +225,7 @@ def main() -> None:
                 rows.append({**row, "constrained": False,
                              **held_out_scores(free, test, out / f"{name}-seed{seed}" / "eval-free")})
             record(log, rows)
+            gc.collect()  # each run's model and trainer hold cycles: free them before the next
     if args.base_model:
         for constrain in (True, False):
             record(log, [{"trial": "untuned base model", "seed": 0, "constrained": constrain,
