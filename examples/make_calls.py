@@ -35,30 +35,22 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
 
-def load_module(filename: str, name: str) -> ModuleType:
-    """Import a file of this folder by path, whatever the cwd is."""
-    path = HERE / filename
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    old = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True  # keep the examples folder free of __pycache__
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = old
-    return module
-
-
-MX = load_module("make_examples.py", "agentsft_example_make_examples")  # tools.py, its schemas, fmt
-TB = load_module("toolbox.py", "agentsft_example_toolbox")
+# make_examples.py sits beside this file: import it by path (its own load_module then
+# loads toolbox.py), without writing __pycache__ into the examples folder.
+_spec = importlib.util.spec_from_file_location("agentsft_example_make_examples",
+                                               HERE / "make_examples.py")
+MX = importlib.util.module_from_spec(_spec)
+_old, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+try:
+    _spec.loader.exec_module(MX)  # tools.py, its schemas, fmt
+finally:
+    sys.dont_write_bytecode = _old
+TB = MX.load_module("toolbox.py", "agentsft_example_toolbox")
 
 # ---------------------------------------------------------------------------
 # Tools, schemas and the split
