@@ -257,14 +257,57 @@ def test_a_shared_system_prompt_is_computed_once_with_the_same_losses(tiny_model
     torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-4, atol=0)
 
 
+def test_neftune_noise_is_scaled_by_each_examples_own_length(tiny_model):
+    """Packed rows of a 10-token and a 90-token example: each token's noise stays within
+    alpha/sqrt(L*d) for its own example's L and fills that range; none in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    from agentsft.training.trainer import EmbeddingNoise, example_lengths
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    embed = model.get_input_embeddings()
+    noise = EmbeddingNoise(model, alpha=5.0)
+    ids = torch.randint(0, 1000, (1, 100))
+    packed = {"input_ids": ids, "cu_seq_lens_q": torch.tensor([0, 10, 100], dtype=torch.int32)}
+    noise.lengths = example_lengths(packed)
+    assert noise.lengths.view(-1).tolist() == [10] * 10 + [90] * 90
+    model.train()
+    torch.manual_seed(0)
+    delta = (embed(ids) - embed.weight[ids]).abs().detach()[0]
+    d = delta.shape[-1]
+    for rows, length in ((slice(0, 10), 10), (slice(10, 100), 90)):
+        bound = 5.0 / (length * d) ** 0.5
+        assert delta[rows].max() <= bound * (1 + 1e-5) and delta[rows].max() > 0.9 * bound
+    model.eval()
+    assert torch.equal(embed(ids), embed.weight[ids])
+    padded = {"input_ids": torch.zeros(2, 6, dtype=torch.long),
+              "attention_mask": torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])}
+    assert example_lengths(padded).view(-1).tolist() == [6, 3]
+    noise.handle.remove()
+
+
+def test_neftune_trains_without_shared_prompts_and_leaves_the_model_clean(tiny_model, data,
+                                                                         tmp_path, capsys):
+    result = train(settings(tiny_model, data, tmp_path / "noisy",
+                            **{"training.max_steps": 3, "training.neftune_alpha": 5.0,
+                               "training.eval_every": 0}))
+    assert "each example's prompt its own" in capsys.readouterr().err
+    assert result.tokens == result.computed_tokens
+    embed = result.model.get_input_embeddings()
+    result.model.train()  # the hook is gone: no noise even in training mode
+    ids = torch.tensor([[1, 2, 3, 500, 600]])
+    assert torch.equal(embed(ids), embed.weight[ids])
+    with pytest.raises(AgentsftError, match="training.neftune_alpha"):
+        settings(tiny_model, data, tmp_path / "x", **{"training.neftune_alpha": -1})
+
+
 def test_head_on_trained_positions_gives_the_standard_loss_and_gradients(tiny_model, tokenizer):
+    from conftest import chat_conversation, tool_conversation
     from transformers import AutoModelForCausalLM, TrainingArguments
 
+    from agentsft.data.collate import PadCollator
     from agentsft.data.templates import HermesTemplate
     from agentsft.data.tokenize import encode_conversations
-    from agentsft.data.collate import PadCollator
     from agentsft.training import RunDir
-    from conftest import chat_conversation, tool_conversation
     rows = encode_conversations([tool_conversation(), chat_conversation()], tokenizer,
                                 HermesTemplate()).examples
     batch = PadCollator(tokenizer.pad_token_id)([{"input_ids": r.input_ids, "labels": r.labels}

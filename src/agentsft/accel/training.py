@@ -60,9 +60,14 @@ def start_packing(model: Any, wanted: bool | str, device: str = "cpu", fast: boo
     return False, None
 
 
-def shares_prefixes(model: Any, packed: bool, group_by_prefix: bool) -> bool:
+def shares_prefixes(model: Any, packed: bool, group_by_prefix: bool, noisy: bool = False) -> bool:
     """Whether examples of a packed batch that begin with the same untrained tokens may
-    hold them once (the model's attention must see the shared copy: checked)."""
+    hold them once (the model's attention must see the shared copy: checked; ``noisy``,
+    NEFTune on: no, each example draws its own noise)."""
+    if packed and noisy:
+        say("batches: packed rows, each example's prompt its own (training.neftune_alpha: "
+            "every example draws its own noise)")
+        return False
     share = packed and sharing_is_exact(model)
     if share:
         say("batches: packed rows; examples of a batch that begin with the same untrained "

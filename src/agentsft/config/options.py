@@ -163,6 +163,10 @@ class TrainingOptions:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     """Gradient clipping; 0 disables it."""
+    neftune_alpha: float = 0.0
+    """NEFTune: uniform noise on the input embeddings while training, at most
+    ``alpha / sqrt(L * d)`` for a token of an L-token example (the paper used 5 to 15);
+    0: off. Each example draws its own noise, so batches do not share prompts with it on."""
     packing: bool | str = "auto"
     """Padding-free batches: each batch's examples concatenated into one row, attention
     kept within each example (checked before training; padded batches where the model
@@ -211,7 +215,7 @@ class TrainingOptions:
         for key in ("batch_size", "gradient_accumulation", "log_every", "save_every", "keep_last"):
             if getattr(self, key) < 1:
                 fail(f"training.{key}", f"must be at least 1, got {getattr(self, key)}", "use 1 or more")
-        for key in ("eval_every", "max_grad_norm", "weight_decay", "warmup_steps"):
+        for key in ("eval_every", "max_grad_norm", "weight_decay", "warmup_steps", "neftune_alpha"):
             if (getattr(self, key) or 0) < 0:
                 fail(f"training.{key}", f"cannot be negative, got {getattr(self, key)}", "use 0 or more")
         if self.learning_rate <= 0:

@@ -19,10 +19,14 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from agentsft.accel.training import shares_prefixes, start_packing, trained_logits
 from agentsft.config import Config
-from agentsft.data.collate import PackedCollator, PadCollator, PrefixGroupedSampler, token_counts
+from agentsft.data.collate import (
+    PackedCollator,
+    PadCollator,
+    PrefixGroupedSampler,
+    token_counts,
+)
 from agentsft.data.schema import Conversation
-from agentsft.data.tokenize import Example
-from agentsft.data.tokenize import IGNORE_INDEX
+from agentsft.data.tokenize import IGNORE_INDEX, Example
 from agentsft.errors import AgentsftError
 from agentsft.hub import world_size
 from agentsft.training.callbacks import RunLog, ToolEval
@@ -79,11 +83,43 @@ def training_arguments(cfg: Config, run: RunDir, device: str, has_val: bool,
     )
 
 
+class EmbeddingNoise:
+    """NEFTune's noise on the input embeddings while training: uniform in
+    ``±alpha / sqrt(L * d)``, L the length of the token's own example. transformers' own
+    hook takes L from the tensor, which is a whole packed row here (or a padded batch's
+    longest example), so it would shrink the noise as more examples share a row."""
+
+    def __init__(self, model: Any, alpha: float):
+        self.alpha = alpha
+        self.lengths: torch.Tensor | None = None  # (rows, tokens, 1): set per batch
+        self.handle = model.get_input_embeddings().register_forward_hook(self.add)
+
+    def add(self, module: Any, args: Any, output: torch.Tensor) -> torch.Tensor | None:
+        if not module.training or self.lengths is None:
+            return None
+        bound = self.alpha / torch.sqrt(self.lengths.to(output.device, torch.float32) * output.shape[-1])
+        return output + ((torch.rand_like(output, dtype=torch.float32) * 2 - 1) * bound).to(output.dtype)
+
+
+def example_lengths(inputs: dict[str, Any]) -> torch.Tensor:
+    """The length of each token's example, shaped (rows, tokens, 1): from the example
+    boundaries of a packed row, else each padded row's own tokens."""
+    if "cu_seq_lens_q" in inputs:
+        sizes = inputs["cu_seq_lens_q"].diff().long()
+        return sizes.repeat_interleave(sizes).view(1, -1, 1)
+    ids = inputs["input_ids"]
+    mask = inputs.get("attention_mask")
+    counts = mask.sum(1) if mask is not None else torch.full((ids.shape[0],), ids.shape[1])
+    return counts.view(-1, 1, 1)
+
+
 class AgentTrainer(Trainer):
     def __init__(self, *args, run: RunDir, keep_last: int, best_metric: str,
                  group_by_prefix: bool = False, packed: bool = False,
-                 restore: str | None = None, fast: bool = True, **kwargs):
+                 restore: str | None = None, fast: bool = True, neftune_alpha: float = 0.0,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.noise = EmbeddingNoise(self.model, neftune_alpha) if neftune_alpha else None
         self.run, self.keep_last, self.best_metric = run, keep_last, best_metric
         self.group_by_prefix = group_by_prefix
         # Padding-free rows or padded batches; the attention to put back after training.
@@ -92,6 +128,13 @@ class AgentTrainer(Trainer):
         self.computed_tokens = 0
         self._staging: Path | None = None
         self.last_loss: float | None = None
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:  # the trained model goes back without the hook
+            if self.noise is not None:
+                self.noise.handle.remove()
 
     def _get_train_sampler(self, train_dataset=None):
         if self.group_by_prefix:
@@ -110,6 +153,8 @@ class AgentTrainer(Trainer):
             self.loss_is_scaled_for_ga = None
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         rest = {k: v for k, v in inputs.items() if k != "labels"}
+        if self.noise is not None:
+            self.noise.lengths = example_lengths(inputs)
         logits, targets, _ = trained_logits(model, rest, inputs["labels"])
         loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
         if num_items_in_batch is None:
@@ -222,7 +267,7 @@ def build_trainer(cfg: Config, run: RunDir, model: Any, tokenizer: Any, template
     t = cfg.training
     train_rows, val_rows, val_convs = rows
     packed, restore = start_packing(model, t.packing, device, t.fast_path != "off")
-    share = shares_prefixes(model, packed, t.group_by_prefix)
+    share = shares_prefixes(model, packed, t.group_by_prefix, noisy=bool(t.neftune_alpha))
     try:
         args = training_arguments(cfg, run, device, bool(val_rows), packed)
     except ValueError as e:  # e.g. an optimizer name transformers does not know
@@ -236,7 +281,7 @@ def build_trainer(cfg: Config, run: RunDir, model: Any, tokenizer: Any, template
         PadCollator(tokenizer.pad_token_id, 8 if device.startswith("cuda") else 1),
         callbacks=[log], run=run, keep_last=t.keep_last, best_metric=t.best_metric,
         group_by_prefix=share and t.group_by_prefix, packed=packed, restore=restore,
-        fast=t.fast_path != "off")
+        fast=t.fast_path != "off", neftune_alpha=t.neftune_alpha)
     log.trainer = trainer
     if cfg.eval.tool_eval_every and val_convs:
         trainer.add_callback(ToolEval(trainer, tokenizer, template, val_convs, cfg))
