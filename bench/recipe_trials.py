@@ -30,7 +30,7 @@ from agentsft import config
 from agentsft.data.inspect import write_jsonl
 from agentsft.data.readers import read_conversations
 from agentsft.data.schema import Conversation
-from agentsft.evaluation import evaluate, metrics, write_outputs
+from agentsft.demo import held_out_scores
 from agentsft.inference import Generator, load_generator
 
 # The demo's budget: about 130k tokens (128 conversations of ~1,050 tokens, one epoch) is
@@ -39,7 +39,6 @@ from agentsft.inference import Generator, load_generator
 BASE = {"data.val_fraction": 0, "data.max_length": 2048, "training.epochs": 1,
         "training.learning_rate": 1e-3, "training.batch_size": 4, "training.warmup_ratio": 0.05,
         "training.eval_every": 0, "training.save_every": 100000, "lora.r": 16}
-KEYS = ("exact_match", "name_accuracy", "schema_valid", "decision", "arg_f1_micro")
 
 
 def shuffled_copy(convs: list[Conversation], rng: random.Random) -> list[Conversation]:
@@ -114,20 +113,104 @@ def filled_defaults(convs: list[Conversation], rng: random.Random) -> list[Conve
     return out
 
 
+def sessions(convs: list[Conversation], rng: random.Random, size: int = 3) -> list[Conversation]:
+    """Calling conversations chained ``size`` at a time into one session under one system
+    prompt and one tool list (their tools, then distractors, at most 5 where they fit), so
+    the ~840-token prompt is run once per ``size`` requests; text-only conversations (whose
+    answers name the tools they were offered) stay as they are."""
+    out, group = [], []
+    for conv in convs:
+        if not any(m.tool_calls for m in conv.messages):
+            out.append(conv)
+            continue
+        needed = {c.name for m in conv.messages for c in m.tool_calls}
+        if group and len(set().union(*(g[1] for g in group)) | needed) > 5:
+            out.append(session(group, rng))
+            group = []
+        group.append((conv, needed))
+        if len(group) == size:
+            out.append(session(group, rng))
+            group = []
+    if group:
+        out.append(session(group, rng))
+    return out
+
+
+def session(group: list[tuple[Conversation, set[str]]], rng: random.Random) -> Conversation:
+    """One conversation of the group's requests in turn (call ids made unique per turn)."""
+    needed = set().union(*(n for _, n in group))
+    offered = {t.name: t for conv, _ in group for t in conv.tools or ()}
+    tools = [offered[n] for n in needed]
+    spare = [t for n, t in offered.items() if n not in needed]
+    rng.shuffle(spare)
+    tools += spare[:max(0, 5 - len(tools))]
+    rng.shuffle(tools)
+    first = group[0][0]
+    messages = [copy.deepcopy(m) for m in first.messages if m.role == "system"]
+    for turn, (conv, _) in enumerate(group, start=1):
+        for m in copy.deepcopy(conv.messages):
+            if m.role == "system":
+                continue
+            for c in m.tool_calls:
+                c.id = f"t{turn}_{c.id}"
+            if m.tool_call_id:
+                m.tool_call_id = f"t{turn}_{m.tool_call_id}"
+            messages.append(m)
+    return Conversation(messages=messages, tools=copy.deepcopy(tools), id=first.id)
+
+
+def shared_toolsets(convs: list[Conversation], rng: random.Random, group: int = 16
+                    ) -> list[Conversation]:
+    """The calling conversations regrouped under common prompts: each group of up to
+    ``group`` takes one tool list (3 to 5 tools, shuffled once) holding every tool its
+    members call, and its first member's system prompt, as an agent's own data would; the
+    trainer then runs each batch's shared prompt once. Text-only conversations (whose
+    answers name the tools they were offered) stay as they are."""
+    calling = [c for c in convs if any(m.tool_calls for m in c.messages)]
+    out = [c for c in convs if c not in calling]
+    schemas = {t.name: t for c in calling for t in c.tools or ()}
+    while calling:
+        size = rng.randint(3, 5)
+        first = calling[0]
+        needed = {x.name for m in first.messages for x in m.tool_calls}
+        names = sorted(needed) + rng.sample(sorted(set(schemas) - needed), max(0, size - len(needed)))
+        rng.shuffle(names)
+        tools = [schemas[n] for n in names]
+        members = [c for c in calling if {x.name for m in c.messages for x in m.tool_calls} <= set(names)]
+        members = members[:group]
+        system = [m for m in first.messages if m.role == "system"]
+        for conv in members:
+            calling.remove(conv)
+            twin = copy.deepcopy(conv)
+            twin.messages = copy.deepcopy(system) + [m for m in twin.messages if m.role != "system"]
+            twin.tools = copy.deepcopy(tools)
+            out.append(twin)
+    rng.shuffle(out)
+    return out
+
+
 TRIALS: dict[str, tuple[dict[str, Any], Callable | None]] = {
     "baseline": ({}, None),
-    "epochs-2": ({"training.epochs": 2}, None),
+    "epochs-2": ({"training.epochs": 2}, None),  # on half the conversations: the same budget
+    "batch-2": ({"training.batch_size": 2}, None),
     "lr-5e-4": ({"training.learning_rate": 5e-4}, None),
     "lr-2e-3": ({"training.learning_rate": 2e-3}, None),
     "constant-lr": ({"training.scheduler": "constant"}, None),
     "rank-4": ({"lora.r": 4, "lora.alpha": 8}, None),
     "rank-64": ({"lora.r": 64, "lora.alpha": 128}, None),
     "attention-only": ({"lora.target_modules": "q_proj,k_proj,v_proj,o_proj"}, None),
+    "full-ft": ({"training.method": "full", "training.learning_rate": 1e-4}, None),
+    "neftune-5": ({"training.neftune_alpha": 5.0}, None),
     "shuffle-tools": ({}, shuffled_copy),
     "rename": ({}, renamed_copy),
     "no-no-call": ({}, without_no_call),
     "fill-defaults": ({}, filled_defaults),
+    "sessions": ({"data.max_length": 4096}, sessions),
+    "shared-toolsets": ({}, shared_toolsets),  # sessions run past 2048 tokens
 }
+LIMITS = {"sessions": 210, "epochs-2": 64, "shared-toolsets": 300, "full-ft": 88}
+"""Trials that read another number of conversations to keep the demo's budget of time
+(full fine-tuning computes every weight's gradient too: about 1.5x LoRA's work per token)."""
 
 
 def run_trial(name: str, seed: int, train_file: Path, test: list[Conversation], out: Path,
@@ -135,7 +218,7 @@ def run_trial(name: str, seed: int, train_file: Path, test: list[Conversation], 
     from agentsft.training import train
     flags, change = TRIALS[name]
     folder = out / f"{name}-seed{seed}"
-    convs = read_conversations([train_file]).conversations[:limit]
+    convs = read_conversations([train_file]).conversations[:LIMITS.get(name, limit)]
     if change is not None:
         convs = change(convs, random.Random(seed))
     data = folder / "train.jsonl"
@@ -150,20 +233,6 @@ def run_trial(name: str, seed: int, train_file: Path, test: list[Conversation], 
     scores = held_out_scores(gen, test, folder / "eval")
     return {"trial": name, "seed": seed, "constrained": constrain, "train_seconds": round(seconds, 1),
             "steps": result.steps, "examples": len(convs), **scores}
-
-
-def held_out_scores(gen: Generator, test: list[Conversation], folder: Path) -> dict[str, Any]:
-    """The KEYS over all held-out steps, and apart for unseen tools and seen ones (the
-    report and predictions go to ``folder``)."""
-    report, rows = evaluate(gen, test, batch_size=16, perplexity=False, progress=None)
-    write_outputs(folder, report, rows)
-    groups = {"all": rows, "unseen": [r for r in rows if str(r["id"]).startswith("unseen")],
-              "seen": [r for r in rows if not str(r["id"]).startswith("unseen")]}
-    out = {}
-    for group, chosen in groups.items():
-        agg = metrics.aggregate([r["scores"] for r in chosen])
-        out[group] = {k: None if agg.get(k) is None else round(agg[k], 4) for k in KEYS}
-    return out
 
 
 def summary(log: Path) -> str:

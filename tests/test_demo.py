@@ -17,13 +17,35 @@ from agentsft.demo import demo_data, run_demo, verdict
 
 def test_demo_data_lists_the_schemas_the_agent_shows(tmp_path):
     kit = Toolkit.from_file(ROOT / "examples/tools.py")
-    path = demo_data(tmp_path, kit, tool_share=6)
+    path = demo_data(tmp_path, kit, calls=40, repeats=3, tool_share=6)
     convs = read_conversations(path).conversations
     persona = read_conversations(ROOT / "examples/persona.jsonl").conversations
-    assert len(convs) == len(persona) + 25  # 150 tool conversations, every 6th
-    with_tools = [c for c in convs if c.tools]
-    assert len(with_tools) == 25
-    assert all([t.to_dict() for t in c.tools] == [t.to_dict() for t in kit.tools] for c in with_tools)
+    calls = read_conversations(ROOT / "examples/calls_train.jsonl").conversations[:40]
+    assert len(convs) == 3 * (len(persona) + 25) + 40  # 150 tool conversations, every 6th
+    weather = [c for c in convs[:-40] if c.tools]
+    assert len(weather) == 3 * 25
+    assert all([t.to_dict() for t in c.tools] == [t.to_dict() for t in kit.tools] for c in weather)
+    assert [c.messages for c in convs[-40:]] == [c.messages for c in calls]
+    own = {t.name: t.to_dict() for t in kit.tools}
+    listed = [t for c in convs[-40:] for t in c.tools]
+    assert {t.name for t in listed} & set(own)  # the toolkit's tools are among them
+    assert all(t.to_dict() == own[t.name] for t in listed if t.name in own)
+    others = {t.name: t.to_dict() for c in calls for t in c.tools if t.name not in own}
+    assert all(t.to_dict() == others[t.name] for t in listed if t.name not in own)
+
+
+def test_held_out_scores_split_unseen_and_trained_tools(tiny_model):
+    """The demo's held-out scoring on a tiny random model: every group is scored, and
+    the unseen-tool conversations are the ones named so."""
+    from agentsft.demo import held_out, held_out_scores
+    from agentsft.inference import load_generator
+    test = held_out(30)
+    assert [c.id for c in test] == ["unseen-tool-0001", "unseen-tool-0031", "unseen-tool-0061",
+                                    "unseen-tool-0091", "seen-tool-0021"]
+    gen = load_generator(str(tiny_model))
+    scores = held_out_scores(gen, test)
+    assert set(scores) == {"all", "unseen", "seen"}
+    assert all(0 <= g["decision"] <= 1 for g in scores.values())
 
 
 def test_an_installed_agentsft_finds_the_demo_data_and_says_what_is_missing(tmp_path):
@@ -39,11 +61,11 @@ def test_an_installed_agentsft_finds_the_demo_data_and_says_what_is_missing(tmp_
     found = subprocess.run([sys.executable, "-c", "from agentsft.demo import examples; print(examples())"],
                            cwd=tmp_path, env=env, capture_output=True, text=True)
     assert found.stdout.strip() == str(target / "agentsft" / "examples"), found.stderr
-    (target / "agentsft" / "examples" / "tools.jsonl").unlink()
+    (target / "agentsft" / "examples" / "calls_test.jsonl").unlink()
     r = subprocess.run([sys.executable, "-m", "agentsft", "demo", "--output", "out"], cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert "tools.jsonl" in r.stderr and "Fix:" in r.stderr
+    assert "calls_test.jsonl" in r.stderr and "Fix:" in r.stderr
     assert not (tmp_path / "out").exists()  # nothing made before the check
 
 
@@ -62,7 +84,8 @@ def test_verdict_needs_the_right_call_and_its_result_in_the_answer():
 
 @pytest.mark.slow
 def test_demo_run_adopts_the_persona_and_answers_from_a_real_tool_call(tmp_path):
-    """About 9 minutes on a 2-core CPU: base answers, LoRA fine-tune, tuned answers."""
+    """About 10 minutes on a 2-core CPU: base answers and held-out calls, LoRA fine-tune,
+    tuned answers and held-out calls."""
     result = run_demo(str(tmp_path / "demo"))
     after = result["after"]
     (call, tool_result), *_ = after["calls"]
@@ -71,3 +94,6 @@ def test_demo_run_adopts_the_persona_and_answers_from_a_real_tool_call(tmp_path)
     assert result["verdict"] == {"persona": True, "tool_called": True, "result_used": True}, after
     assert "14" in after["tool_answer"]  # the temperature the tool returned
     assert (result["run"] / "final" / "adapter_model.safetensors").is_file()
+    before, tuned = result["held_out"]["before"]["all"], result["held_out"]["after"]["all"]
+    assert tuned["name_accuracy"] > before["name_accuracy"] + 0.2, result["held_out"]
+    assert tuned["exact_match"] >= before["exact_match"], result["held_out"]
