@@ -167,11 +167,16 @@ QUESTIONS = [c.messages[0].content for c in TRAINED] + [
 def caller(tiny_model, tokenizer) -> Generator:
     """The tiny model taught (overfitted, 150 steps) to call on the questions above: it
     writes valid calls on some prompts and broken ones on others."""
+    return Generator(taught(tiny_model, tokenizer, TRAINED), tokenizer, get_template("hermes", tokenizer))
+
+
+def taught(tiny_model, tokenizer, convs: list[Conversation], steps: int = 150):
+    """The tiny model overfitted to ``convs`` (rendered by hermes), in eval mode."""
     from transformers import AutoModelForCausalLM
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     template = get_template("hermes", tokenizer)
-    examples = [encode(template.render(c), tokenizer) for c in TRAINED]
+    examples = [encode(template.render(c), tokenizer) for c in convs]
     width = max(len(e.input_ids) for e in examples)
     ids = torch.tensor([e.input_ids + [0] * (width - len(e.input_ids)) for e in examples])
     labels = torch.tensor([e.labels
@@ -179,13 +184,13 @@ def caller(tiny_model, tokenizer) -> Generator:
     mask = torch.arange(width) < torch.tensor([len(e.input_ids) for e in examples])[:, None]
     keep = labels[:, 1:] != -100  # the head only where the next token is trained
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
+    for _ in range(steps):
         hidden = model.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
         logits = model.lm_head(hidden[:, :-1][keep])
         torch.nn.functional.cross_entropy(logits, labels[:, 1:][keep]).backward()
         opt.step()
         opt.zero_grad()
-    return Generator(model.eval(), tokenizer, template)
+    return model.eval()
 
 
 def prompts_of(gen: Generator) -> list[str]:

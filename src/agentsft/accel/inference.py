@@ -18,13 +18,13 @@ import torch
 
 from agentsft.accel.adapters import merged_lora
 from agentsft.accel.caches import (
-    cache_keyword, growing_cache, layer_tensors, left_padded_cache, new_cache, prefix_plan,
+    GrowingLayer, cache_keyword, cache_of, growing_cache, layer_tensors, left_padded_cache, new_cache, prefix_plan,
     returned_cache, reused, tokens_to_read,
 )
 from agentsft.accel.logits import takes_logits_to_keep, trained_logits
 from agentsft.accel.segments import ATTENTION, attention_note, use_segment_attention
 
-__all__ = ["attention_note", "cache_keyword", "caches_are_plain", "decodes_with_float_keys",
+__all__ = ["GrowingLayer", "attention_note", "cache_keyword", "cache_of", "caches_are_plain", "decodes_with_float_keys",
            "growing_cache", "layer_tensors", "left_padded_cache", "merged_lora", "new_cache",
            "prefix_plan", "prepare_for_decoding", "returned_cache", "reused",
            "takes_logits_to_keep", "tokens_to_read", "trained_logits"]

@@ -53,6 +53,15 @@ def add_model_choice(p: argparse.ArgumentParser) -> None:
 
 def add_generation(p: argparse.ArgumentParser) -> None:
     """How it generates and runs tools (chat and eval alike)."""
+    add_engine(p)
+    p.add_argument("--max-new-tokens", type=whole_number(1), default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--tool-timeout", type=float, default=10.0, help="seconds per tool call")
+
+
+def add_engine(p: argparse.ArgumentParser) -> None:
+    """Where and how the model runs (chat, eval and serve alike)."""
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="weights' dtype (auto: bfloat16 where the hardware runs it fast, else float32)")
@@ -63,7 +72,3 @@ def add_generation(p: argparse.ArgumentParser) -> None:
                    help="tool calls constrained to the offered tools and their JSON schemas "
                         "(on, default: the model still decides whether to call), or free "
                         "decoding (off, to compare)")
-    p.add_argument("--max-new-tokens", type=whole_number(1), default=256)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--tool-timeout", type=float, default=10.0, help="seconds per tool call")

@@ -61,9 +61,7 @@ def call_layout(template: AgentTemplate) -> CallLayout | str:
     except DataError as e:
         return f"the {template.name} template cannot render a call ({e.problem})"
     body = next(rendered.text[s.start:s.end] for s in rendered.segments if s.message == 1)
-    marker, close = template.call_marker, template.call_close
-    if not marker and "<tool_call>" in body:  # native templates in the hermes style
-        marker, close = "<tool_call>", "</tool_call>"
+    marker, close = call_tags(template, body)
     if not marker or marker not in body or close not in body:
         return f"the {template.name} template writes calls without an opening and a closing tag"
     opened = body.index(marker) + len(marker)
@@ -80,6 +78,18 @@ def call_layout(template: AgentTemplate) -> CallLayout | str:
                 f"constrain: {body[opened:][:80]!r}")
     trail = body[end:body.index(close, end) + len(close)]
     return CallLayout(marker, body[opened:start], trail, names[0], args[0], *seps[0])
+
+
+def call_tags(template: AgentTemplate, probe: str | None = None) -> tuple[str, str]:
+    """The tags that open and close one call in the template's replies ("" where it has
+    none): its own, or hermes' where a native template writes those (``probe``: a
+    rendered call, else one is rendered)."""
+    if template.call_marker:
+        return template.call_marker, template.call_close
+    if probe is None:
+        layout = call_layout(template)
+        return (layout.marker, "</tool_call>") if isinstance(layout, CallLayout) else ("", "")
+    return ("<tool_call>", "</tool_call>") if "<tool_call>" in probe else ("", "")
 
 
 def call_schema(layout: CallLayout, tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:

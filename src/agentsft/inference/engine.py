@@ -110,10 +110,16 @@ class Generator:
     def call_rules(self, tools: list[Tool] | None, choice: str = "auto") -> CallRules | None:
         """The constraint for a prompt that offers ``tools`` (None: decoding is free, as it
         is without tools, with ``constrain`` off, or where the template's calls cannot be
-        constrained, said once)."""
-        if not self.constrain or not tools:
+        constrained, said once). A forced call (``choice`` not ``auto``) is constrained even
+        with ``constrain`` off: nothing else can make the model call; where the template's
+        calls cannot be constrained, that is an error."""
+        if not tools or (not self.constrain and choice == "auto"):
             return None
         layout, grammar_tokenizer = self.call_layout, self.grammar_tokenizer
+        if choice != "auto" and (isinstance(layout, str) or isinstance(grammar_tokenizer, str)):
+            why = layout if isinstance(layout, str) else grammar_tokenizer
+            raise AgentsftError(f"tool_choice {choice!r} needs constrained calls, and {why}. "
+                                f"Fix: use tool_choice auto")
         if isinstance(layout, str) or isinstance(grammar_tokenizer, str):
             self.note(f"constrained calls: {layout if isinstance(layout, str) else grammar_tokenizer}"
                       f"; tool calls are decoded freely")

@@ -55,6 +55,12 @@ def model_options(model: str | None, full_model: Path | None, info: dict[str, An
                         revision=None if model or full_model else info.get("revision"))
 
 
+def tokenizer_source(folder: Path | None, base: str) -> str:
+    """Where a run's tokenizer is: saved beside its weights (agentsft train does), else the
+    base model's (a bare PEFT adapter folder has none)."""
+    return str(folder) if folder is not None and (folder / "tokenizer_config.json").is_file() else base
+
+
 def load_generator(model: str | None = None, adapter: str | Path | None = None,
                    device: str | None = None, template: str | None = None,
                    trust_remote_code: bool = False, dtype: str = "auto",
@@ -71,8 +77,7 @@ def load_generator(model: str | None = None, adapter: str | Path | None = None,
     opts = model_options(model, folder if folder is not None and not is_adapter else None, info,
                          device, trust_remote_code)
     base = opts.name
-    tokenizer = load_tokenizer(str(folder) if folder is not None else opts.name,
-                               opts.trust_remote_code)
+    tokenizer = load_tokenizer(tokenizer_source(folder, opts.name), opts.trust_remote_code)
     device = resolve_device(opts.device)
     fast = fast_path != "off"
     quant = recorded_quantization(info, device)
@@ -94,3 +99,55 @@ def load_generator(model: str | None = None, adapter: str | Path | None = None,
         say(note)
     name = template or info.get("template") or "auto"
     return Generator(net, tokenizer, get_template(name, tokenizer), fast=fast, constrain=constrain)
+
+
+def load_adapters(runs: dict[str, str | Path], model: str | None = None, device: str | None = None,
+                  dtype: str = "auto", fast_path: str = "auto", constrain: bool = True,
+                  template: str | None = None, with_base: bool = False) -> dict[str, tuple[Generator, str | None]]:
+    """Several LoRA runs of one base in one model: the base loads once, each run's adapter
+    is added under its name (unmerged: a batch may mix them, each row naming its own).
+    Returns, per name, a Generator (the run's tokenizer and template) and the PEFT adapter
+    that answers (None: the base itself, served as ``model`` where ``with_base``)."""
+    from peft import PeftModel
+    folders = {name: trained_folder(run) for name, run in runs.items()}
+    infos = {name: recorded_run(f) for name, f in folders.items()}
+    for name, f in folders.items():
+        if not (f / "adapter_config.json").is_file():
+            raise AgentsftError(f"run {name!r} ({f}) is a full fine-tune: it cannot share a base "
+                                f"with other adapters. Fix: serve it alone")
+    bases = {n: model or i.get("base_model") or DEFAULT_MODEL for n, i in infos.items()}
+    if len(set(bases.values())) > 1:
+        listed = ", ".join(f"{n}: {b}" for n, b in bases.items())
+        raise AgentsftError(f"these runs were trained on different base models ({listed}). "
+                            f"Fix: serve each base in its own process")
+    first = next(iter(infos.values()))
+    opts = model_options(model, None, first, device, False)
+    device = resolve_device(opts.device)
+    net = load_model(opts, recorded_quantization(first, device),
+                     dtype=auto_dtype(device) if dtype == "auto" else dtype)
+    names = list(folders)
+    try:
+        net = PeftModel.from_pretrained(net, str(folders[names[0]]), adapter_name=names[0])
+        for name in names[1:]:
+            net.load_adapter(str(folders[name]), adapter_name=name)
+    except (RuntimeError, ValueError) as e:
+        raise AgentsftError(f"an adapter does not fit {opts.name} "
+                            f"({str(e).strip().splitlines()[0][:200]}). Fix: pass --model with "
+                            f"the model they were trained on") from None
+    net.eval()
+    fast = fast_path != "off"
+    if fast:
+        prepare_for_decoding(net, device)
+    if note := attention_note(net, fast):
+        say(note)
+    out: dict[str, tuple[Generator, str | None]] = {}
+    for name, folder in folders.items():
+        tokenizer = load_tokenizer(tokenizer_source(folder, opts.name), opts.trust_remote_code)
+        chosen = template or infos[name].get("template") or "auto"
+        out[name] = (Generator(net, tokenizer, get_template(chosen, tokenizer), fast=fast,
+                               constrain=constrain), name)
+    if with_base:
+        tokenizer = load_tokenizer(opts.name, opts.trust_remote_code)
+        out[str(model or opts.name)] = (Generator(net, tokenizer, get_template(template or "auto", tokenizer),
+                                                  fast=fast, constrain=constrain), None)
+    return out
