@@ -142,6 +142,19 @@ def test_a_schema_the_engine_cannot_compile_keeps_the_name_and_says_so(random_ge
     assert "'odd'" in capsys.readouterr().err
 
 
+def test_compiled_constraints_are_kept_for_the_latest_tool_sets_only(random_generator):
+    from agentsft.inference.engine import RULES_KEPT
+    sets = [[Tool(f"tool_{i}", "", {"type": "object", "properties": {"x": {"type": "integer"}}})]
+            for i in range(RULES_KEPT + 6)]
+    first = random_generator.call_rules(sets[0])
+    for tools in sets[1:]:
+        random_generator.call_rules(tools)
+    assert len(random_generator._rules) == RULES_KEPT  # a server meets endless tool sets
+    last = random_generator.call_rules(sets[-1])
+    assert random_generator.call_rules(sets[-1]) is last  # reused while recent
+    assert random_generator.call_rules(sets[0]) is not first  # compiled again
+
+
 def test_a_tool_choice_that_is_not_offered_is_an_error(random_generator):
     from agentsft.errors import AgentsftError
     with pytest.raises(AgentsftError, match="not an offered tool"):

@@ -35,6 +35,10 @@ from agentsft.inference.calls import (
 from agentsft.inference.stops import RowCaps, StopStrings, TextStreamer, first_stop
 
 
+RULES_KEPT = 64
+"""Compiled constraints kept, one per set of offered tools (the least recently used go)."""
+
+
 @dataclass
 class Sampling:
     """How to pick tokens: greedy by default (temperature 0)."""
@@ -125,12 +129,15 @@ class Generator:
                       f"; tool calls are decoded freely")
             return None
         key = (json.dumps([t.to_dict() for t in tools], sort_keys=True), choice)
-        if key not in self._rules:
+        rules = self._rules.pop(key, None)
+        if rules is None:
             rules = compile_rules(grammar_tokenizer, self.tokenizer, layout, tools, choice)
             for line in rules.notes:
                 self.note(line)
-            self._rules[key] = rules
-        return self._rules[key]
+        self._rules[key] = rules  # the most recent last; a server sees endless tool sets
+        while len(self._rules) > RULES_KEPT:
+            self._rules.pop(next(iter(self._rules)))
+        return rules
 
     @functools.cached_property
     def call_layout(self) -> CallLayout | str:

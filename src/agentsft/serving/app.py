@@ -56,6 +56,9 @@ class Server:
         self.created = int(time.time())
         self.batcher = Batcher(served[0].generator, max_rows,
                                adapters=any(s.adapter is not None for s in served))
+        for s in served:  # built now, not while the first request with tools holds the loop
+            if s.generator.constrain:
+                s.generator.grammar_tokenizer  # noqa: B018
 
     def model(self, name: str) -> Served:
         if name not in self.models:
