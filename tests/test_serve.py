@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -166,6 +167,18 @@ def test_a_tool_call_streamed_and_whole(client):
     assert finish == "tool_calls" and content == (whole.choices[0].message.content or "")
     assert [{"name": c["name"], "arguments": json.loads(c["arguments"])} for c in calls] == calls_of(whole)
     assert calls[0]["id"].startswith("call_")
+
+
+def test_stop_strings_and_token_limits(client):
+    full = reply(client, "Hi there", max_tokens=30)
+    whole = full.choices[0].message.content
+    cut = reply(client, "Hi there", max_tokens=30, stop=[whole[3:5]])
+    assert cut.choices[0].message.content == whole[:3].strip()
+    assert cut.choices[0].finish_reason == "stop"
+    n = full.usage.completion_tokens - 1  # one short of the end-of-turn token
+    short = reply(client, "Hi there", max_completion_tokens=n, max_tokens=30)
+    assert short.usage.completion_tokens == n and short.choices[0].finish_reason == "length"
+    assert short.choices[0].message.content == whole
 
 
 def test_parallel_calls_and_parallel_tool_calls_false(client):
@@ -357,3 +370,24 @@ def test_serve_refuses_bad_flags_in_one_line(caller_dir):
         out = run_cli("serve", "--model", str(caller_dir), "--port", str(port))
     assert out.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in out.stderr
     assert "--port" in out.stderr.strip().splitlines()[-1]
+
+
+def test_sigterm_with_a_stream_in_flight_exits_cleanly(tiny_model):
+    running = Running("--model", str(tiny_model), "--dtype", "float32")
+    got: list = []
+
+    def listen():
+        try:
+            for chunk in ask(running.client(), "Tell me everything", model=str(tiny_model),
+                             stream=True, max_tokens=1800):
+                got.append(chunk)
+        except Exception as e:  # the server cut the stream at shutdown
+            got.append(e)
+    reader = threading.Thread(target=listen)
+    reader.start()
+    deadline = time.time() + 60
+    while len(got) < 5 and time.time() < deadline:
+        time.sleep(0.05)
+    code, err = running.stop()
+    reader.join(30)
+    assert code == 0 and "stopped" in err and not reader.is_alive(), err[-2000:]
