@@ -1,0 +1,107 @@
+"""The run's agent template as a Jinja chat template, so that any engine that applies a
+model's chat template (transformers, vLLM, TGI, llama.cpp) gives the exported model the
+text it was trained on, character for character.
+
+Written here for ``hermes``; a ``native`` run already uses the tokenizer's own template.
+Call arguments are written in the order their tool's schema lists the properties, nested
+objects and arrays too (as agentsft renders them for training: ``in_schema_order``).
+The template has no line breaks outside its string literals, so transformers'
+``trim_blocks`` / ``lstrip_blocks`` have nothing to strip.
+"""
+
+from __future__ import annotations
+
+from agentsft.data.templates import AgentTemplate
+from agentsft.data.templates.hermes import TOOLS_PREAMBLE
+from agentsft.errors import AgentsftError
+
+ORDERED_JSON = [  # value v as JSON, objects' keys in the order of schema s
+    "{%- macro ordered(v, s) -%}",
+    "{%- if v is mapping -%}",
+    "{%- set props = s['properties'] if s is mapping and s['properties'] is mapping else {} -%}",
+    "{%- set ns = namespace(first=true) -%}{{- '{' -}}",
+    "{%- for k in props if k in v -%}{%- if not ns.first %}, {% endif -%}{%- set ns.first = false -%}"
+    "{{- k|tojson }}: {{ ordered(v[k], props[k]) -}}{%- endfor -%}",
+    "{%- for k in v if k not in props -%}{%- if not ns.first %}, {% endif -%}{%- set ns.first = false -%}"
+    "{{- k|tojson }}: {{ ordered(v[k], none) -}}{%- endfor -%}{{- '}' -}}",
+    "{%- elif v is string -%}{{- v|tojson -}}",
+    "{%- elif v is sequence -%}{{- '[' -}}{%- for x in v -%}{%- if not loop.first %}, {% endif -%}"
+    "{{- ordered(x, s['items'] if s is mapping else none) -}}{%- endfor -%}{{- ']' -}}",
+    "{%- else -%}{{- v|tojson -}}{%- endif -%}",
+    "{%- endmacro -%}",
+]
+
+TEXT = [  # a message's content as text: a string, null, or a list of text parts
+    "{%- macro text(c) -%}",
+    "{%- if c is string -%}{{- c -}}{%- elif c -%}{%- for p in c -%}{{- p['text'] -}}{%- endfor -%}{%- endif -%}",
+    "{%- endmacro -%}",
+]
+
+
+def jinja_string(text: str) -> str:
+    """``text`` as a Jinja string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def hermes_jinja() -> str:
+    head, tail = TOOLS_PREAMBLE.split("{tools}")
+    head, tail = head.replace("{{", "{").replace("}}", "}"), tail.replace("{{", "{").replace("}}", "}")
+    nl = '{{- "\\n" -}}'
+    parts = ORDERED_JSON + TEXT + [
+        "{%- set tools = tools or [] -%}",
+        "{%- set has_system = messages and messages[0]['role'] == 'system' -%}",
+        "{%- if has_system or tools -%}",
+        '{{- "<|im_start|>system\\n" -}}',
+        "{%- if has_system -%}{{- text(messages[0]['content']) -}}{%- endif -%}",
+        "{%- if tools -%}",
+        "{%- if has_system and text(messages[0]['content']) -%}" + nl + nl + "{%- endif -%}",
+        "{{- " + jinja_string(head) + " -}}",
+        "{%- for t in tools -%}{%- set f = t['function'] if t['function'] is defined else t -%}",
+        "{%- if not loop.first -%}" + nl + "{%- endif -%}",
+        '{{- {"type": "function", "function": {"name": f["name"], "description": f["description"] or "", '
+        '"parameters": f["parameters"] if f["parameters"] is defined else {"type": "object", '
+        '"properties": {}}}}|tojson -}}',
+        "{%- endfor -%}",
+        "{{- " + jinja_string(tail) + " -}}",
+        "{%- endif -%}",
+        '{{- "<|im_end|>\\n" -}}',
+        "{%- endif -%}",
+        "{%- for m in messages -%}",
+        "{%- if m['role'] == 'tool' -%}",
+        "{%- if loop.first or loop.previtem['role'] != 'tool' -%}"
+        '{{- "<|im_start|>tool\\n" -}}{%- else -%}' + nl + "{%- endif -%}",
+        '{{- "<tool_response>\\n" + text(m["content"]) + "\\n</tool_response>" -}}',
+        "{%- if loop.last or loop.nextitem['role'] != 'tool' -%}"
+        '{{- "<|im_end|>\\n" -}}{%- endif -%}',
+        "{%- elif m['role'] != 'system' -%}",
+        '{{- "<|im_start|>" + m["role"] + "\\n" + text(m["content"]) -}}',
+        "{%- if m['tool_calls'] is defined and m['tool_calls'] -%}",
+        "{%- if text(m['content']) -%}" + nl + "{%- endif -%}",
+        "{%- for c in m['tool_calls'] -%}{%- set f = c['function'] if c['function'] is defined else c -%}",
+        "{%- set found = namespace(schema=none) -%}",
+        "{%- for t in tools -%}{%- set g = t['function'] if t['function'] is defined else t -%}"
+        "{%- if g['name'] == f['name'] and g['parameters'] is defined -%}"
+        "{%- set found.schema = g['parameters'] -%}{%- endif -%}{%- endfor -%}",
+        "{%- if not loop.first -%}" + nl + "{%- endif -%}",
+        '{{- "<tool_call>\\n{\\"name\\": " + f["name"]|tojson + ", \\"arguments\\": " -}}',
+        "{%- if f['arguments'] is string -%}{{- f['arguments'] -}}"
+        "{%- else -%}{{- ordered(f['arguments'], found.schema) -}}{%- endif -%}",
+        '{{- "}\\n</tool_call>" -}}',
+        "{%- endfor -%}",
+        "{%- endif -%}",
+        '{{- "<|im_end|>\\n" -}}',
+        "{%- endif -%}",
+        "{%- endfor -%}",
+        '{%- if add_generation_prompt -%}{{- "<|im_start|>assistant\\n" -}}{%- endif -%}',
+    ]
+    return "".join(parts)
+
+
+def chat_template(template: AgentTemplate, tokenizer) -> str:
+    """The Jinja chat template that renders exactly as ``template`` does."""
+    if template.name == "hermes":
+        return hermes_jinja()
+    if template.name == "native":
+        return tokenizer.chat_template
+    raise AgentsftError(f"exporting the {template.name} template as a chat template is not "
+                        f"supported yet (hermes and native are). Fix: train with --template hermes")
