@@ -42,10 +42,12 @@ def renders_alike(tok, template, convs) -> int:
     return n
 
 
-def test_the_hermes_chat_template_renders_every_example_exactly(tokenizer):
+@pytest.mark.parametrize("name", ["hermes", "msagent"])
+def test_the_chat_template_renders_every_example_exactly(tokenizer, name):
     convs = conversations()
     assert len(convs) > 500 and any(c.tools for c in convs)
-    assert renders_alike(tokenizer, get_template("hermes", tokenizer), convs) == 2 * len(convs)
+    assert any(c.extra for conv in convs for m in conv.messages for c in m.tool_calls)  # msagent's url
+    assert renders_alike(tokenizer, get_template(name, tokenizer), convs) == 2 * len(convs)
 
 
 @pytest.mark.parametrize("jinja", [TOOL_TEMPLATE, QWEN_STYLE], ids=["untagged", "qwen-style"])
@@ -63,6 +65,10 @@ def test_arguments_keep_the_schema_order_in_nested_objects(tokenizer):
     renders_alike(tokenizer, get_template("hermes", tokenizer), [conv])
 
 
-def test_msagent_is_refused_with_the_fix(tokenizer):
+def test_a_template_without_a_chat_template_is_refused_with_the_fix(tokenizer):
+    from agentsft.data.templates.hermes import HermesTemplate
+
+    class Homemade(HermesTemplate):
+        name = "homemade"
     with pytest.raises(AgentsftError, match="--template hermes"):
-        chat_template(get_template("msagent", tokenizer), tokenizer)
+        chat_template(Homemade(), tokenizer)
