@@ -5,6 +5,7 @@
     agentsft chat                               talk to a model or a run, with real tools
     agentsft eval                               score tool calls, arguments, ROUGE-L, perplexity
     agentsft serve                              an OpenAI-compatible API over a run
+    agentsft export                             a merged model that carries its chat template
     agentsft demo                               the default model before and after fine-tuning
 
 Errors the user can fix print as one line on stderr and exit with code 2. Each verb is a
@@ -21,7 +22,7 @@ from types import ModuleType
 from agentsft import __version__
 from agentsft.errors import AgentsftError
 
-VERBS = ("data", "train", "chat", "eval", "serve", "demo")
+VERBS = ("data", "train", "chat", "eval", "serve", "export", "demo")
 """Each verb is a module here with ``add(subparsers)`` and ``run(args) -> exit code``."""
 
 
