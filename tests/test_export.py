@@ -108,6 +108,10 @@ def test_the_export_is_self_contained(exported, tokenizer):
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja",
             "generation_config.json", "README.md"} <= names
     assert not any(n.startswith("adapter") for n in names)
+    import os
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in exported.iterdir())  # not private
     tok = AutoTokenizer.from_pretrained(exported)
     conv = tool_conversation()
     d = conv.to_dict()

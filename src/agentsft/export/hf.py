@@ -11,6 +11,7 @@ and a model card. Everything is written to a temporary folder beside OUT and ren
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -83,7 +84,13 @@ def export_hf(run: str | Path, out: str | Path, dtype: str = "bfloat16", force: 
 
 
 def replace(tmp: Path, out: Path) -> None:
-    """``tmp`` renamed to ``out``; an old ``out`` is removed only once the new one is there."""
+    """``tmp`` renamed to ``out``; an old ``out`` is removed only once the new one is there.
+    Permissions become the usual ones (mkdtemp and some writers make them private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    for f in tmp.rglob("*"):
+        f.chmod((0o777 if f.is_dir() else 0o666) & ~umask)
     old = out.with_name(f".{out.name}-old")
     if out.exists():
         shutil.rmtree(old, ignore_errors=True)
