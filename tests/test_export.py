@@ -78,13 +78,18 @@ def test_a_template_without_a_chat_template_is_refused_with_the_fix(tokenizer):
 # --- agentsft export --to hf ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def lora_run(tiny_model, tmp_path_factory):
+def data(tmp_path_factory):
+    from test_evaluate import weather
+    path = tmp_path_factory.mktemp("export-data") / "weather.jsonl"
+    path.write_text("".join(json.dumps(weather(i, c, True)) + "\n" for i, c in enumerate(["Paris", "Rome"])))
+    return path
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_model, data, tmp_path_factory):
     """A tiny LoRA run (hermes), trained hard enough that its adapter changes every logit."""
     from agentsft import config
     from agentsft.training import train
-    from test_evaluate import weather
-    data = tmp_path_factory.mktemp("export-data") / "weather.jsonl"
-    data.write_text("".join(json.dumps(weather(i, c, True)) + "\n" for i, c in enumerate(["Paris", "Rome"])))
     out = tmp_path_factory.mktemp("export-runs") / "weather"
     train(config.load(flags={"model.name": str(tiny_model), "data.train": [str(data)],
                              "data.val_fraction": 0, "data.template": "hermes",
@@ -144,6 +149,18 @@ def test_chat_on_the_export_answers_as_the_run(exported, lora_run):
     on_run = run_cli(*ask, "--adapter", str(lora_run))
     assert on_export.returncode == 0 and on_run.returncode == 0, on_export.stderr + on_run.stderr
     assert on_export.stdout == on_run.stdout
+
+
+def test_eval_on_the_export_scores_as_the_run(exported, lora_run, data, tmp_path):
+    reports = []
+    for name, which in [("export", ("--model", str(exported))), ("run", ("--adapter", str(lora_run)))]:
+        r = run_cli("eval", "--data", str(data), *which, "-o", str(tmp_path / name),
+                    "--max-new-tokens", "16", "--dtype", "float32")
+        assert r.returncode == 0, r.stderr[-2000:]
+        reports.append(json.loads((tmp_path / name / "report.json").read_text())["overall"])
+        reports[-1]["predictions"] = [json.loads(line)["raw_output"] for line in
+                                      (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
+    assert reports[0] == reports[1] and reports[0]["steps"] == 4
 
 
 def test_an_existing_output_needs_force(exported, lora_run):
