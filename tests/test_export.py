@@ -8,13 +8,20 @@ import glob
 import json
 
 import pytest
+from conftest import (
+    FIXTURES,
+    ROOT,
+    TOOL_TEMPLATE,
+    chat_conversation,
+    run_cli,
+    tool_conversation,
+)
+from test_calls import QWEN_STYLE
 
 from agentsft.data.readers import read_conversations
 from agentsft.data.templates import get_template
 from agentsft.errors import AgentsftError
 from agentsft.export.chat_template import chat_template
-from conftest import FIXTURES, ROOT, TOOL_TEMPLATE, chat_conversation, run_cli, tool_conversation
-from test_calls import QWEN_STYLE
 
 SOURCES = sorted(glob.glob(str(ROOT / "examples" / "*.jsonl"))) + sorted(
     str(p) for p in FIXTURES.iterdir() if p.suffix in (".json", ".jsonl"))
@@ -172,3 +179,188 @@ def test_an_existing_output_needs_force(exported, lora_run):
     assert not any(p.name.startswith(".") for p in exported.parent.iterdir())  # no leftovers
     missing = run_cli("export", str(exported.parent / "nope"), "-o", str(exported.parent / "x"))
     assert missing.returncode == 2 and "no trained adapter or model" in missing.stderr
+
+
+# --- agentsft export --to gguf / ollama ------------------------------------------------------
+
+IDS = [[1, 450, 1000, 77, 3000, 42, 9, 2, 31, 7000]]
+
+
+def rounded(model, dtype: str):
+    """``model`` with each matrix rounded as the GGUF stores it (vectors stay float32): what
+    the file must compute, exactly."""
+    import gguf
+    import torch
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim < 2:
+                continue
+            if dtype == "q8_0":
+                q = gguf.GGMLQuantizationType.Q8_0
+                p.copy_(torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(p.numpy(), q), q)))
+            else:
+                p.copy_(p.to(torch.float16 if dtype == "f16" else torch.bfloat16).float())
+    return model
+
+
+def read_back(folder):
+    import torch
+    from transformers import AutoModelForCausalLM
+    return AutoModelForCausalLM.from_pretrained(folder, gguf_file="model.gguf", dtype=torch.float32)
+
+
+def logits(model):
+    import torch
+    with torch.no_grad():
+        return model(torch.tensor(IDS)).logits
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(lora_run, data):
+    """The run with an eval report where ``agentsft eval`` puts it (RUN_DIR/eval)."""
+    r = run_cli("eval", "--data", str(data), "--adapter", str(lora_run), "--max-new-tokens", "16",
+                "--dtype", "float32")
+    assert r.returncode == 0 and (lora_run / "eval" / "report.json").is_file(), r.stderr[-2000:]
+    return lora_run
+
+
+@pytest.mark.parametrize("dtype,tolerance", [("f16", 0.02), ("bf16", 0.1), ("q8_0", 0.3)])
+def test_the_gguf_reads_back_as_the_merged_model(evaluated_run, tiny_model, tokenizer, tmp_path,
+                                                 dtype, tolerance):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    out = tmp_path / f"weather-{dtype}"
+    r = run_cli("export", str(evaluated_run), "-o", str(out), "--to", "gguf", "--dtype", dtype)
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in out.iterdir()} == {"model.gguf", "README.md"}
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(evaluated_run / "final")).merge_and_unload().eval()
+    got, want = logits(read_back(out)), logits(merged)
+    # the layout is right: the file computes exactly the merged model with its matrices rounded
+    assert (got - logits(rounded(merged, dtype))).abs().max() < 1e-4
+    # and the rounding costs little (stated tolerance, relative to the logits' spread)
+    assert (got - want).abs().max() / want.std() < tolerance, ((got - want).abs().max(), want.std())
+    tok = AutoTokenizer.from_pretrained(out, gguf_file="model.gguf")
+    text = "<|im_start|>user\nWeather in Paris, 12345? ünïcode 日本\t tabs<|im_end|>\n"
+    assert tok(text)["input_ids"] == tokenizer(text)["input_ids"]
+    assert tok.chat_template == chat_template(get_template("hermes", tokenizer), tokenizer)
+    card = (out / "README.md").read_text()
+    assert "## Evaluation" in card and "| name_accuracy |" in card and "llama-server" in card
+
+
+@pytest.mark.parametrize("name", ["llama-untied", "qwen2-sliding", "qwen3", "mistral-sliding"])
+def test_gguf_writes_each_supported_architecture(name, tokenizer, tmp_path):
+    """Qwen computes its rotations on halves (no reordering); Llama's q and k rows are
+    reordered for llama.cpp and back by transformers' reader; an untied head is written."""
+    import torch
+    import zoo
+    from transformers import AutoModelForCausalLM
+
+    from agentsft.export.gguf import gguf_architecture, write_gguf
+    from agentsft.export.hf import Trained
+    arch = name.removesuffix("-untied")
+    config = zoo.config_of(arch, tokenizer, features=False)
+    config.tie_word_embeddings = not name.endswith("untied")
+    if arch == "qwen3":  # transformers' reader takes Qwen3's head size from its default, 128
+        config.head_dim = 128
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    (tmp_path / "out").mkdir()
+    t = Trained(tmp_path, tmp_path, {}, model, str(tmp_path), tokenizer, get_template("hermes", tokenizer))
+    write_gguf(t, gguf_architecture(config), tmp_path / "out" / "model.gguf", "f16")
+    back = read_back(tmp_path / "out")
+    assert back.config.tie_word_embeddings == config.tie_word_embeddings
+    assert (logits(back) - logits(rounded(model, "f16"))).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("name", ["gemma", "qwen2-sliding", "phi3"])
+def test_gguf_refuses_what_it_does_not_write(name, tokenizer):
+    import zoo
+
+    from agentsft.export.gguf import gguf_architecture
+    with pytest.raises(AgentsftError, match="llama, mistral, qwen2, qwen3") as e:
+        gguf_architecture(zoo.config_of(name, tokenizer))
+    assert ("sliding" in str(e.value)) == name.endswith("sliding")
+
+
+def test_ollama_gets_the_gguf_and_a_modelfile(lora_run, tmp_path):
+    out = tmp_path / "weather-ollama"
+    r = run_cli("export", str(lora_run), "-o", str(out), "--to", "ollama", "--dtype", "q8_0")
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in out.iterdir()} == {"model.gguf", "Modelfile", "README.md"}
+    modelfile = (out / "Modelfile").read_text()
+    assert "FROM ./model.gguf\n" in modelfile and 'PARAMETER stop "<|im_end|>"\n' in modelfile
+    assert ('TEMPLATE """{{ range .Messages }}{{ if eq .Role "system" }}<|im_start|>system\n'
+            '{{ .Content }}<|im_end|>\n{{ else if eq .Role "user" }}<|im_start|>user\n{{ .Content }}'
+            '<|im_end|>\n{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}'
+            '<|im_end|>\n{{ end }}{{ end }}<|im_start|>assistant\n"""') in modelfile
+    assert "ollama create" in (out / "README.md").read_text()
+    wrong = run_cli("export", str(lora_run), "-o", str(tmp_path / "x"), "--to", "ollama",
+                    "--dtype", "float32")
+    assert wrong.returncode == 2 and "f16, bf16, q8_0" in wrong.stderr
+
+
+@pytest.mark.parametrize("name", ["hermes", "msagent"])
+def test_the_modelfile_pieces_render_every_plain_conversation(tokenizer, name):
+    """Each message wrapped in its role's pieces, then the generation prompt: the template's
+    own render, for every example conversation without tools."""
+    from agentsft.export.gguf import role_wrappers
+    template = get_template(name, tokenizer)
+    wrappers, generation = role_wrappers(template)
+    plain = [c for c in conversations() if not c.tools and all(
+        m.role in wrappers and not m.tool_calls for m in c.messages)]
+    assert len(plain) > 20
+    for conv in plain:
+        got = "".join(wrappers[m.role][0] + m.content + wrappers[m.role][1] for m in conv.messages)
+        assert got + generation == template.render(conv, add_generation_prompt=True).text
+
+
+def test_ollama_refuses_a_template_that_is_not_per_message(tokenizer):
+    from agentsft.export.gguf import ollama_modelfile
+    native = get_template("native", tokenizer)  # SmolLM2's adds a system turn where none is given
+    with pytest.raises(AgentsftError, match="--jinja"):
+        ollama_modelfile(native, tokenizer)
+
+
+def test_the_default_models_facts_match_its_packaged_gguf():
+    """The card's license and the GGUF's pre-tokenizer name for the default model are
+    constants (reading them from the 100 MB file takes seconds): they must be what it says."""
+    from gguf import GGUFReader
+
+    from agentsft.config import DEFAULT_MODEL
+    from agentsft.export.card import DEFAULT_LICENSE
+    from agentsft.export.gguf import pre_tokenizer
+    from agentsft.hub import default_gguf
+    fields = GGUFReader(default_gguf()).fields
+
+    def text(key):
+        return bytes(fields[key].parts[fields[key].data[0]]).decode()
+    assert text("general.license") == DEFAULT_LICENSE
+    assert text("tokenizer.ggml.pre") == pre_tokenizer({}, DEFAULT_MODEL)
+
+
+def test_the_card_states_a_local_bases_license(tmp_path):
+    from agentsft.export.card import base_license
+    (tmp_path / "README.md").write_text("---\nlicense: mit\ntags: [x]\n---\n# A model\n")
+    assert base_license(str(tmp_path)) == "mit"
+    assert base_license(str(tmp_path / "nowhere")) is None
+
+
+def test_the_gguf_names_how_the_tokenizer_splits_text(capsys):
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    from agentsft.export.gguf import LLAMA3_SPLIT, pre_tokenizer
+
+    def split(regex):
+        return {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": regex}}, {"type": "ByteLevel", "use_regex": False}]}}
+    assert pre_tokenizer(split(PRETOKENIZE_REGEX), "Qwen/Qwen2.5-0.5B") == "qwen2"
+    assert pre_tokenizer(split(LLAMA3_SPLIT), "meta-llama/Llama-3.2-1B") == "llama-bpe"
+    digits = {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True}, {"type": "ByteLevel"}]}}
+    assert pre_tokenizer(digits, "HuggingFaceTB/SmolLM2-360M") == "smollm"
+    assert capsys.readouterr().err == ""
+    assert pre_tokenizer(split(r"\w+"), "someone/else") == "default"
+    assert "may tokenize some text differently" in capsys.readouterr().err
