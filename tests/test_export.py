@@ -58,6 +58,14 @@ def test_the_chat_template_renders_every_example_exactly(tokenizer, name):
     assert renders_alike(tokenizer, get_template(name, tokenizer), convs) == 2 * len(convs)
 
 
+@pytest.mark.parametrize("name", ["hermes", "msagent"])
+def test_an_exported_chat_template_names_its_agent_template(tokenizer, name):
+    """Rendering alone cannot tell them apart from a native template; reading calls can."""
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = chat_template(get_template(name, tokenizer), tokenizer)
+    assert get_template("auto", tok).name == name
+
+
 @pytest.mark.parametrize("jinja", [TOOL_TEMPLATE, QWEN_STYLE], ids=["untagged", "qwen-style"])
 def test_a_native_run_keeps_its_tokenizers_template(tokenizer, jinja):
     tok = copy.deepcopy(tokenizer)
@@ -129,11 +137,22 @@ def test_the_export_is_self_contained(exported, tokenizer):
     d = conv.to_dict()
     assert tok.apply_chat_template(d["messages"], tools=d["tools"], tokenize=False) == \
         get_template("hermes", tokenizer).render(conv).text
+    assert get_template("auto", tok).name == "hermes"  # the export says which template it is
     end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
     eos = GenerationConfig.from_pretrained(exported).eos_token_id
     assert end_of_turn in (eos if isinstance(eos, list) else [eos])
     card = (exported / "README.md").read_text()
     assert "hermes" in card and "weather.jsonl`: 2 records" in card and "learning_rate: 0.01" in card
+
+
+def test_a_runs_files_are_not_private(lora_run):
+    """Written through temporary files and folders (mkstemp / mkdtemp make them private)."""
+    import os
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [lora_run / "config.yaml", lora_run / "final", *(lora_run / "final").iterdir()]:
+        want = (0o777 if p.is_dir() else 0o666) & ~umask
+        assert p.stat().st_mode & 0o777 == want, p
 
 
 def test_the_exported_logits_equal_base_plus_adapter(exported, lora_run, tiny_model):
@@ -364,3 +383,53 @@ def test_the_gguf_names_how_the_tokenizer_splits_text(capsys):
     assert capsys.readouterr().err == ""
     assert pre_tokenizer(split(r"\w+"), "someone/else") == "default"
     assert "may tokenize some text differently" in capsys.readouterr().err
+
+
+def test_an_adapter_whose_base_is_gone_is_one_line(lora_run, tmp_path):
+    import shutil
+    moved = tmp_path / "run"
+    shutil.copytree(lora_run / "final", moved / "final")
+    info = json.loads((moved / "final" / "agentsft.json").read_text())
+    info["base_model"] = str(tmp_path / "deleted-base")
+    (moved / "final" / "agentsft.json").write_text(json.dumps(info))
+    for form in ("hf", "gguf"):
+        r = run_cli("export", str(moved), "-o", str(tmp_path / form), "--to", form)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "deleted-base" in r.stderr and "Fix:" in r.stderr
+
+
+def test_a_full_fine_tune_exports_to_gguf(tiny_model, data, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from agentsft import config
+    from agentsft.training import train
+    run = tmp_path / "full"
+    train(config.load(flags={"model.name": str(tiny_model), "data.train": [str(data)],
+                             "data.val_fraction": 0, "data.template": "hermes",
+                             "training.method": "full", "training.output": str(run),
+                             "training.max_steps": 3, "training.batch_size": 2,
+                             "training.learning_rate": 0.01}))
+    r = run_cli("export", str(run), "-o", str(tmp_path / "out"), "--to", "gguf")
+    assert r.returncode == 0, r.stderr
+    tuned = AutoModelForCausalLM.from_pretrained(run / "final", dtype=torch.float32).eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    assert (logits(tuned) - logits(base)).abs().max() > 1e-3  # the step changed the model
+    assert (logits(read_back(tmp_path / "out")) - logits(rounded(tuned, "f16"))).abs().max() < 1e-4
+    assert "method: full" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_a_bfloat16_export_computes_as_the_run_in_bfloat16(lora_run, tmp_path):
+    """The same rounded weights, and the rotary frequencies left in float32 on both sides
+    (casting the merged run with ``model.to`` rounded them: logits 0.98 apart on the demo)."""
+    import torch
+
+    from agentsft.inference.loading import load_generator
+    out = tmp_path / "bf16"
+    assert run_cli("export", str(lora_run), "-o", str(out)).returncode == 0
+    run = load_generator(adapter=str(lora_run), device="cpu", dtype="bfloat16")
+    export = load_generator(model=str(out), device="cpu", dtype="bfloat16")
+    assert run.model.model.rotary_emb.inv_freq.dtype == torch.float32
+    assert next(run.model.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        assert torch.equal(run.model(torch.tensor(IDS)).logits, export.model(torch.tensor(IDS)).logits)

@@ -25,6 +25,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        usual_permissions(Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -45,6 +46,7 @@ def write_folder_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         fill(tmp)
+        usual_permissions(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
@@ -64,6 +66,7 @@ def replace_folder(target: Path, fill: Callable[[Path], None]) -> Path:
     old = target.with_name(f".{target.name}.old")
     try:
         fill(tmp)
+        usual_permissions(tmp)
         shutil.rmtree(old, ignore_errors=True)
         os.rename(target, old)
         os.rename(tmp, target)
@@ -71,3 +74,12 @@ def replace_folder(target: Path, fill: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def usual_permissions(path: Path) -> None:
+    """``path`` (and a folder's contents) readable as a plain write would leave it: mkstemp
+    and mkdtemp make their files private, and a rename keeps that."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [path, *(path.rglob("*") if path.is_dir() else ())]:
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from agentsft.accel.adapters import merged_lora
+from agentsft.accel.adapters import merged_lora, weights_in
 from agentsft.accel.caches import (
     GrowingLayer, cache_keyword, cache_of, growing_cache, layer_tensors, left_padded_cache, new_cache, prefix_plan,
     returned_cache, reused, tokens_to_read,
@@ -27,7 +27,7 @@ from agentsft.accel.segments import ATTENTION, attention_note, use_segment_atten
 __all__ = ["GrowingLayer", "attention_note", "cache_keyword", "cache_of", "caches_are_plain", "decodes_with_float_keys",
            "growing_cache", "layer_tensors", "left_padded_cache", "merged_lora", "new_cache",
            "prefix_plan", "prepare_for_decoding", "returned_cache", "reused",
-           "takes_logits_to_keep", "tokens_to_read", "trained_logits"]
+           "takes_logits_to_keep", "tokens_to_read", "trained_logits", "weights_in"]
 
 
 def prepare_for_decoding(model: Any, device: str) -> None:

@@ -12,7 +12,7 @@ The template has no line breaks outside its string literals, so transformers'
 
 from __future__ import annotations
 
-from agentsft.data.templates import AgentTemplate
+from agentsft.data.templates import EXPORTED, AgentTemplate
 from agentsft.data.templates.hermes import TOOLS_PREAMBLE
 from agentsft.errors import AgentsftError
 
@@ -153,11 +153,12 @@ def msagent_jinja() -> str:
 
 
 def chat_template(template: AgentTemplate, tokenizer) -> str:
-    """The Jinja chat template that renders exactly as ``template`` does."""
+    """The Jinja chat template that renders exactly as ``template`` does, opening with a
+    comment naming it (so agentsft reads an export's calls with the template it trained)."""
     if template.name == "hermes":
-        return hermes_jinja()
+        return EXPORTED.format("hermes") + hermes_jinja()
     if template.name == "msagent":
-        return msagent_jinja()
+        return EXPORTED.format("msagent") + msagent_jinja()
     if template.name == "native":
         return tokenizer.chat_template
     raise AgentsftError(f"the {template.name} template has no chat template to export. Fix: "

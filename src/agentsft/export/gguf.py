@@ -21,7 +21,8 @@ from agentsft.config import DEFAULT_MODEL
 from agentsft.data.schema import conversation_from_dict
 from agentsft.errors import AgentsftError
 from agentsft.export.card import base_license, model_card
-from agentsft.export.hf import refuse_existing, stop_ids, trained, written
+from agentsft.export.hf import refuse_existing, stop_ids, trained
+from agentsft.files import replace_folder
 from agentsft.hub import say
 
 DTYPES = ("f16", "bf16", "q8_0")
@@ -54,7 +55,7 @@ def export_gguf(run: str | Path, out: str | Path, dtype: str = "f16", force: boo
         if modelfile is not None:
             (tmp / "Modelfile").write_text(modelfile)
 
-    return written(out, fill)
+    return replace_folder(out, fill)
 
 
 def gguf_architecture(config: Any) -> str:

@@ -10,10 +10,6 @@ and a model card. Every export is written to a temporary folder beside OUT and r
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +19,7 @@ from agentsft.data.templates import get_template
 from agentsft.errors import AgentsftError
 from agentsft.export.card import model_card
 from agentsft.export.chat_template import chat_template
+from agentsft.files import replace_folder
 from agentsft.hub import (
     load_model,
     load_tokenizer,
@@ -93,18 +90,6 @@ def refuse_existing(out: Path, force: bool) -> None:
         raise AgentsftError(f"{out} already exists. Fix: pass --force to replace it, or another -o")
 
 
-def written(out: Path, fill: Callable[[Path], None]) -> Path:
-    """``fill`` writes into a temporary folder beside ``out``, which then replaces ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        fill(tmp)
-        replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
 def export_hf(run: str | Path, out: str | Path, dtype: str = "bfloat16", force: bool = False) -> Path:
     """Write the run's merged model to ``out`` (see the module); returns ``out``."""
     if dtype not in DTYPES:
@@ -118,20 +103,4 @@ def export_hf(run: str | Path, out: str | Path, dtype: str = "bfloat16", force: 
         t.tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(t, "hf", dtype))
 
-    return written(out, fill)
-
-
-def replace(tmp: Path, out: Path) -> None:
-    """``tmp`` renamed to ``out``; an old ``out`` is removed only once the new one is there.
-    Permissions become the usual ones (mkdtemp and some writers make them private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
-    for f in tmp.rglob("*"):
-        f.chmod((0o777 if f.is_dir() else 0o666) & ~umask)
-    old = out.with_name(f".{out.name}-old")
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    return replace_folder(out, fill)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from agentsft.accel.inference import attention_note, merged_lora, prepare_for_decoding
+from agentsft.accel.inference import attention_note, merged_lora, prepare_for_decoding, weights_in
 from agentsft.config import DEFAULT_MODEL, ModelOptions, QuantizationOptions
 from agentsft.data.templates import get_template
 from agentsft.errors import AgentsftError
@@ -26,7 +26,7 @@ def with_adapter(net: Any, folder: Path, merge: bool, dtype: torch.dtype, fast: 
         return merged
     from peft import PeftModel
     net = PeftModel.from_pretrained(net, str(folder))
-    return net.merge_and_unload().to(dtype) if merge else net
+    return weights_in(net.merge_and_unload(), dtype) if merge else net
 
 
 def recorded_quantization(info: dict[str, Any], device: str) -> QuantizationOptions | None:

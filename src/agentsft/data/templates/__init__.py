@@ -13,7 +13,8 @@ training and inference cannot drift apart.
   ``<|startofexec|>`` results inside one assistant turn.
 - ``native``  the tokenizer's own chat template (spans found by rendering
   message prefixes).
-- ``auto``    ``native`` when the tokenizer's template renders tools, else ``hermes``.
+- ``auto``    the template an agentsft export names in its chat template; else ``native``
+  when the tokenizer's template renders tools, else ``hermes``.
 """
 
 from __future__ import annotations
@@ -29,15 +30,30 @@ from agentsft.data.templates.hermes import HermesTemplate
 from agentsft.data.templates.msagent import MsAgentTemplate
 from agentsft.data.templates.native import NativeTemplate, renders_tools
 
-__all__ = ["POLICIES", "TEMPLATES", "AgentTemplate", "CallParseError", "HermesTemplate",
-           "MsAgentTemplate", "NativeTemplate", "Rendered", "Segment", "get_template",
+__all__ = ["EXPORTED", "POLICIES", "TEMPLATES", "AgentTemplate", "CallParseError", "HermesTemplate",
+           "MsAgentTemplate", "NativeTemplate", "Rendered", "Segment", "exported_template", "get_template",
            "renders_tools", "trained_messages", "trained_spans"]
+
+
+EXPORTED = "{{#- agentsft agent template: {} -#}}"
+"""How an exported chat template names the agent template it renders (a Jinja comment,
+which renders nothing): a model exported from a hermes run reads its calls as hermes."""
+
+
+def exported_template(chat_template: Any) -> str | None:
+    """The agent template an agentsft export's chat template names, if it is one."""
+    head, _, tail = EXPORTED.format("\0").partition("\0")
+    if isinstance(chat_template, str) and chat_template.startswith(head):
+        name = chat_template[len(head):].partition(tail)[0]
+        return name if name in ("hermes", "msagent") else None
+    return None
 
 
 def get_template(name: str, tokenizer: Any) -> AgentTemplate:
     """The agent template called ``name`` for ``tokenizer``."""
     if name == "auto":
-        name = "native" if renders_tools(tokenizer) else "hermes"
+        name = exported_template(getattr(tokenizer, "chat_template", None)) or (
+            "native" if renders_tools(tokenizer) else "hermes")
     if name == "hermes":
         return HermesTemplate()
     if name == "msagent":
