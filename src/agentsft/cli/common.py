@@ -28,6 +28,24 @@ def add_reading(p: argparse.ArgumentParser) -> None:
                    help="data format (default: detected from the first records)")
     p.add_argument("--skip-invalid", action="store_true",
                    help="skip invalid records, count and list them, instead of stopping at the first")
+    add_source(p)
+
+
+def add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-config", metavar="NAME",
+                   help="the configuration of a hub dataset (its subset name)")
+    p.add_argument("--split", metavar="SPLIT",
+                   help="which split of a dataset (default: its only one, else train)")
+    p.add_argument("--revision", metavar="REV",
+                   help="the revision of a hub dataset (branch, tag or commit)")
+
+
+def source_options(args: argparse.Namespace):
+    """How to open dataset sources, from the flags, with the hub token models use."""
+    from agentsft.config import hf_token
+    from agentsft.data.sources import SourceOptions
+    return SourceOptions(config=args.data_config, split=args.split, revision=args.revision,
+                         token=hf_token())
 
 
 def add_rendering(p: argparse.ArgumentParser) -> None:

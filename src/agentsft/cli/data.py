@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from agentsft.cli.common import add_reading, add_rendering, whole_number
+from agentsft.cli.common import add_reading, add_rendering, source_options, whole_number
 from agentsft.data.templates import POLICIES
 from agentsft.data.tokenize import TRUNCATION
 
@@ -20,7 +20,8 @@ def add(verbs) -> None:
                        description="Validate data files and count what they hold. Exit 0 when "
                                    "clean, 2 at the first invalid record (unless --skip-invalid).")
     p.add_argument("files", nargs="+", metavar="FILE",
-                   help="data files (.json / .jsonl) or folders holding them")
+                   help="data files (.json, .jsonl, .parquet, .arrow, .csv, .tsv), folders "
+                        "holding them or written by datasets' save_to_disk, or hub dataset ids")
     p.add_argument("--policy", default="assistant", choices=POLICIES,
                    help="loss policy; a record with no trained message under it is an error")
     add_reading(p)
@@ -70,18 +71,20 @@ def tokenizer_and_template(args):
 def run(args) -> int:
     from agentsft.data import inspect
     if args.action == "check":
-        return inspect.check(args.files, args.format, args.skip_invalid, args.policy)
+        return inspect.check(args.files, args.format, args.skip_invalid, args.policy,
+                             source_options(args))
     if args.action == "convert":
-        return inspect.convert(args.files, args.to, args.output, args.format, args.skip_invalid)
+        return inspect.convert(args.files, args.to, args.output, args.format, args.skip_invalid,
+                               source_options(args))
     if args.action in ("preview", "stats"):
         tok, template = tokenizer_and_template(args)
         if args.action == "stats":
             return inspect.stats(args.file, tok, template, args.policy, args.format,
-                                 args.skip_invalid, args.max_length)
+                                 args.skip_invalid, args.max_length, source_options(args))
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                            and not os.environ.get("NO_COLOR"))
         return inspect.preview(args.file, args.n, tok, template, args.policy, args.format,
                                args.skip_invalid, args.json, color, args.max_length,
-                               args.truncation)
+                               args.truncation, source_options(args))
     print(args.usage(), file=sys.stderr)
     return 2

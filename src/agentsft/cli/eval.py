@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentsft.cli.common import add_generation, add_model_choice, add_reading, whole_number
+from agentsft.cli.common import (
+    add_generation,
+    add_model_choice,
+    add_reading,
+    source_options,
+    whole_number,
+)
 from agentsft.data.templates import TEMPLATES
 from agentsft.errors import AgentsftError
 from agentsft.files import write_text_atomically
@@ -53,9 +59,14 @@ def add(verbs) -> None:
 def run(args) -> int:
     from agentsft.agents import Toolkit, tool_agents
     from agentsft.data.readers import read_conversations
-    from agentsft.evaluation import evaluate, markdown_table, per_tool_table, write_outputs
+    from agentsft.evaluation import (
+        evaluate,
+        markdown_table,
+        per_tool_table,
+        write_outputs,
+    )
     from agentsft.inference import Generator, Sampling, load_generator
-    read = read_conversations(args.data, args.format, args.skip_invalid)
+    read = read_conversations(args.data, args.format, args.skip_invalid, source_options(args))
     if read.skipped:
         say(f"skipped {len(read.skipped)} invalid records (first: {read.skipped[0]})")
     convs = read.conversations[:args.limit] if args.limit else read.conversations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agentsft.cli.common import whole_number
+from agentsft.cli.common import add_source, whole_number
 from agentsft.config import DEFAULT_MODEL
 from agentsft.errors import AgentsftError
 
@@ -27,9 +27,12 @@ def add(verbs) -> None:
                    help="override a config key, e.g. --set training.epochs=2 (repeatable)")
     p.add_argument("--config-name", help="which entry of an agent-framework model_configs.json")
     p.add_argument("--model", help=f"hub id, local folder, or {DEFAULT_MODEL} (default)")
-    p.add_argument("--data", nargs="+", metavar="FILE", help="training data files")
+    p.add_argument("--data", nargs="+", metavar="FILE",
+                   help="training data: files (.json, .jsonl, .parquet, .arrow, .csv, .tsv), "
+                        "dataset folders or hub dataset ids")
     p.add_argument("--val", nargs="+", metavar="FILE",
                    help="validation files (default: a seeded 10%% of the training data)")
+    add_source(p)
     p.add_argument("--output", metavar="RUN_DIR", help="run directory (e.g. runs/NAME)")
     p.add_argument("--method", choices=("lora", "qlora", "full"), help="default: lora")
     p.add_argument("--epochs", type=float)
@@ -43,6 +46,8 @@ def run(args) -> int:
     from agentsft import config
     from agentsft.training import train
     flags = {"model.name": args.model, "data.train": args.data, "data.val": args.val,
+             "data.config": args.data_config, "data.split": args.split,
+             "data.revision": args.revision,
              "training.output": args.output, "training.method": args.method,
              "training.epochs": args.epochs, "training.max_steps": args.max_steps,
              "training.adapter": args.adapter}

@@ -113,7 +113,8 @@ class QuantizationOptions:
 @dataclass
 class DataOptions:
     train: list[str] = field(default_factory=list)
-    """Training files (JSON / JSONL in any supported format)."""
+    """Training data: JSON / JSONL, Parquet, Arrow, CSV or TSV files, dataset folders, hub
+    dataset ids."""
     val: list[str] = field(default_factory=list)
     """Validation files. When empty, ``val_fraction`` of the training data is held out."""
     val_fraction: float = 0.1
@@ -128,6 +129,12 @@ class DataOptions:
     truncation: str = "drop"
     skip_invalid: bool = False
     """Skip (count and list) invalid records instead of stopping at the first."""
+    config: str | None = None
+    """The configuration (subset) of a hub dataset."""
+    split: str | None = None
+    """Which split of a dataset: its only one, else ``train``, when not given."""
+    revision: str | None = None
+    """The revision of a hub dataset (branch, tag or commit)."""
 
     def __post_init__(self):
         choose("data.format", self.format, ("auto",) + FORMATS)

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from agentsft.data.readers import ReadReport, read_conversations
 from agentsft.data.schema import Conversation, DataError
+from agentsft.data.sources import SUFFIXES, SourceOptions, expanded
 from agentsft.data.templates import Rendered, trained_messages
 from agentsft.data.tokenize import EncodeReport, Example, encode_conversations
 from agentsft.files import atomic_file
@@ -72,27 +73,24 @@ def summary(c: dict[str, Any]) -> str:
         ("tools", "tool")))
 
 
-DATA_SUFFIXES = (".json", ".jsonl")
-
-
 def data_files(paths: list[str]) -> list[str]:
-    """The data files among ``paths``, folders expanded to their .json/.jsonl files;
-    other files are left out and reported on stderr."""
+    """The data sources among ``paths``, folders expanded to their data files; other
+    files are left out and reported on stderr."""
     files, others = [], []
     for p in paths:
-        if os.path.isdir(p):
-            inside = sorted(os.path.join(p, n) for n in os.listdir(p) if n.endswith(DATA_SUFFIXES))
-            files += [f for f in inside if os.path.isfile(f)]
-        elif p.endswith(DATA_SUFFIXES) or not os.path.exists(p):
-            files.append(p)  # a missing file gets its own clear error when read
-        else:
+        try:
+            if os.path.isfile(p) and not p.lower().endswith(SUFFIXES):
+                raise DataError("not a data file", where=p)
+            files += expanded(p)  # a missing file or a hub id gets its own clear error when read
+        except DataError:
             others.append(p)
     if others:
-        say(f"ignored {plural(len(others), 'file')} not named .json or .jsonl: {', '.join(others)}",
-            sys.stderr)
+        say(f"ignored {plural(len(others), 'path')} holding no data ({', '.join(SUFFIXES)}): "
+            f"{', '.join(others)}", sys.stderr)
     if not files:
-        raise DataError("no .json or .jsonl data files among the arguments", where=" ".join(paths),
-                        fix="pass data files, or folders holding them")
+        raise DataError("no data files among the arguments", where=" ".join(paths),
+                        fix=f"pass {', '.join(SUFFIXES)} files, folders holding them, or a "
+                            f"hub dataset id")
     return files
 
 
@@ -111,12 +109,13 @@ def untrainable(read: ReadReport, policy: str, skip_invalid: bool) -> None:
     read.conversations = keep
 
 
-def check(paths: list[str], format: str, skip_invalid: bool, policy: str = "assistant") -> int:
+def check(paths: list[str], format: str, skip_invalid: bool, policy: str = "assistant",
+          source: SourceOptions | None = None) -> int:
     """Counts per file, then warnings and skipped records. Exit 0, or 2 on the first error."""
     total = ReadReport()
     files = data_files(paths)
     for path in files:
-        read = read_conversations(path, format, skip_invalid)
+        read = read_conversations(path, format, skip_invalid, source)
         untrainable(read, policy, skip_invalid)
         c = counts(read.conversations)
         roles = ", ".join(f"{n} {r}" for r, n in sorted(c["roles"].items()))
@@ -171,8 +170,8 @@ def highlighted(pieces: list[str], trained: list[int], color: bool) -> str:
 
 def preview(path: str, n: int, tokenizer: Any, template, policy: str, format: str,
             skip_invalid: bool, as_json: bool, color: bool, max_length: int | None = None,
-            truncation: str = "drop") -> int:
-    read = read_conversations(path, format, skip_invalid)
+            truncation: str = "drop", source: SourceOptions | None = None) -> int:
+    read = read_conversations(path, format, skip_invalid, source)
     convs = read.conversations[:n] if n > 0 else read.conversations
     enc = encode_conversations(convs, tokenizer, template, policy, max_length, truncation,
                                skip_invalid=skip_invalid)
@@ -224,8 +223,8 @@ def histogram(values: list[int], bins: int = 12, width: int = 40, mark: int | No
 
 
 def stats(path: str, tokenizer: Any, template, policy: str, format: str, skip_invalid: bool,
-          max_length: int | None) -> int:
-    read = read_conversations(path, format, skip_invalid)
+          max_length: int | None, source: SourceOptions | None = None) -> int:
+    read = read_conversations(path, format, skip_invalid, source)
     enc = encode_conversations(read.conversations, tokenizer, template, policy,
                                skip_invalid=skip_invalid)
     report_left_out(read, enc)
@@ -255,10 +254,11 @@ def stats(path: str, tokenizer: Any, template, policy: str, format: str, skip_in
 # convert
 
 
-def convert(paths: list[str], to: str, out: str, format: str, skip_invalid: bool) -> int:
+def convert(paths: list[str], to: str, out: str, format: str, skip_invalid: bool,
+          source: SourceOptions | None = None) -> int:
     if os.path.isdir(out):
         raise DataError("is a folder", where=out, fix="give -o a file name, e.g. out.jsonl")
-    read = read_conversations(data_files(paths), format, skip_invalid)
+    read = read_conversations(data_files(paths), format, skip_invalid, source)
     report_left_out(read)
     write_jsonl(out, (c.to_dict() for c in read.conversations))
     say(f"wrote {len(read.conversations)} conversations to {out} ({to})")

@@ -9,7 +9,14 @@ import json
 import re
 from typing import Any
 
-from agentsft.data.schema import DataError, Message, ToolCall, expect, loads, parse_arguments
+from agentsft.data.schema import (
+    DataError,
+    Message,
+    ToolCall,
+    expect,
+    loads,
+    parse_arguments,
+)
 
 THINK_OPEN, THINK_CLOSE = "<|startofthink|>", "<|endofthink|>"
 EXEC_OPEN, EXEC_CLOSE = "<|startofexec|>", "<|endofexec|>"

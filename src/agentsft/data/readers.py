@@ -1,4 +1,6 @@
-"""Readers: JSON / JSONL files in common conversation formats -> :class:`Conversation`.
+"""Readers: records in common conversation formats -> :class:`Conversation`. JSON / JSONL
+files are read here; Parquet, Arrow, CSV, dataset folders and hub datasets through
+``datasets`` (data/sources.py).
 
 Formats (``auto`` detects from the first records of each file):
 
@@ -21,11 +23,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentsft.data.schema import (
-    DECODER, Conversation, DataError, Message, ToolCall, conversation_from_dict, expect, loads,
-    parse_arguments, parse_tools, short, validate,
-)
 from agentsft.data.msagent import EXEC_OPEN, THINK_OPEN, parse_msagent_turn
+from agentsft.data.schema import (
+    DECODER,
+    Conversation,
+    DataError,
+    Message,
+    ToolCall,
+    conversation_from_dict,
+    expect,
+    loads,
+    parse_arguments,
+    parse_tools,
+    short,
+    validate,
+)
+from agentsft.data.sources import SourceOptions, expanded, is_table, table_records
 
 FORMATS = ("openai", "sharegpt", "alpaca", "lima", "msagent")
 
@@ -41,8 +54,9 @@ class ReadReport:
 
 
 def read_conversations(paths: str | os.PathLike | list, format: str = "auto",
-                       skip_invalid: bool = False) -> ReadReport:
-    """Read and validate every record of ``paths``.
+                       skip_invalid: bool = False, source: SourceOptions | None = None) -> ReadReport:
+    """Read and validate every record of ``paths`` (files, dataset folders, hub dataset
+    ids; ``source`` says which configuration, split and revision of a dataset).
 
     Raises the first :class:`DataError` unless ``skip_invalid``, in which case
     invalid records are counted in ``report.skipped`` and all valid ones kept.
@@ -52,13 +66,16 @@ def read_conversations(paths: str | os.PathLike | list, format: str = "auto",
                         fix=f"use auto or one of {', '.join(FORMATS)}")
     report = ReadReport()
     for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
-        read_file(os.fspath(path), format, skip_invalid, report)
+        for file in expanded(os.fspath(path)):
+            read_file(file, format, skip_invalid, report, source)
     return report
 
 
-def read_file(path: str, format: str, skip_invalid: bool, report: ReadReport) -> None:
+def read_file(path: str, format: str, skip_invalid: bool, report: ReadReport,
+              source: SourceOptions | None = None) -> None:
     skipped = len(report.skipped)
-    records = list(iter_records(path, report if skip_invalid else None))
+    records = list(table_records(path, source) if is_table(path) else
+                   iter_records(path, report if skip_invalid else None))
     if not records and len(report.skipped) == skipped:
         raise DataError("holds no records", where=path,
                         fix="add conversations to it (one JSON object a line), or leave it out")

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from agentsft.config import Config
+from agentsft.config import Config, hf_token
 from agentsft.data.readers import read_conversations
+from agentsft.data.sources import SourceOptions
 from agentsft.data.schema import Conversation
 from agentsft.data.templates import AgentTemplate, get_template
 from agentsft.data.tokenize import Example, encode_conversations
@@ -36,10 +37,11 @@ def prepare_data(cfg: Config, tokenizer: Any, template: Any
     d = cfg.data
     if not d.train:
         raise AgentsftError("no training data. Fix: pass --data FILE (or set data.train)")
-    read = read_conversations(d.train, d.format, d.skip_invalid)
+    source = SourceOptions(config=d.config, split=d.split, revision=d.revision, token=hf_token())
+    read = read_conversations(d.train, d.format, d.skip_invalid, source)
     report_skipped(read.skipped, "invalid record")
     if d.val:
-        val_read = read_conversations(d.val, d.format, d.skip_invalid)
+        val_read = read_conversations(d.val, d.format, d.skip_invalid, source)
         report_skipped(val_read.skipped, "invalid validation record")
         train_convs, val_convs = read.conversations, val_read.conversations
     else:

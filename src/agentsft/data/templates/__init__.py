@@ -23,7 +23,13 @@ from typing import Any
 
 from agentsft.data.schema import DataError
 from agentsft.data.templates.base import (
-    POLICIES, TEMPLATES, AgentTemplate, CallParseError, Rendered, Segment, trained_messages,
+    POLICIES,
+    TEMPLATES,
+    AgentTemplate,
+    CallParseError,
+    Rendered,
+    Segment,
+    trained_messages,
     trained_spans,
 )
 from agentsft.data.templates.hermes import HermesTemplate

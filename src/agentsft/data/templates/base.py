@@ -9,7 +9,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from agentsft.data.arguments import in_schema_order
-from agentsft.data.schema import DECODER, Conversation, DataError, Message, ToolCall, parse_arguments
+from agentsft.data.schema import (
+    DECODER,
+    Conversation,
+    DataError,
+    Message,
+    ToolCall,
+    parse_arguments,
+)
 from agentsft.errors import AgentsftError
 
 TEMPLATES = ("auto", "native", "hermes", "msagent")

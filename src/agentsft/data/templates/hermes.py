@@ -7,7 +7,13 @@ from __future__ import annotations
 import json
 
 from agentsft.data.schema import Conversation, ToolCall
-from agentsft.data.templates.base import AgentTemplate, Piece, call_from_object, json_after_tags, tools_json
+from agentsft.data.templates.base import (
+    AgentTemplate,
+    Piece,
+    call_from_object,
+    json_after_tags,
+    tools_json,
+)
 
 TOOLS_PREAMBLE = (
     "# Tools\n\n"

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import json
 
-from agentsft.data.msagent import EXEC_CLOSE, EXEC_OPEN, THINK_CLOSE, THINK_OPEN, msagent_call_from
+from agentsft.data.msagent import (
+    EXEC_CLOSE,
+    EXEC_OPEN,
+    THINK_CLOSE,
+    THINK_OPEN,
+    msagent_call_from,
+)
 from agentsft.data.schema import Conversation, DataError, ToolCall
 from agentsft.data.templates.base import (
-    AgentTemplate, CallParseError, Piece, json_after_tags, tools_json,
+    AgentTemplate,
+    CallParseError,
+    Piece,
+    json_after_tags,
+    tools_json,
 )
 
 

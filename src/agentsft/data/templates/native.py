@@ -6,8 +6,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agentsft.data.schema import Conversation, DataError, Message, ToolCall, message_to_dict
-from agentsft.data.templates.base import AgentTemplate, Piece, call_from_object, json_after_tags
+from agentsft.data.schema import (
+    Conversation,
+    DataError,
+    Message,
+    ToolCall,
+    message_to_dict,
+)
+from agentsft.data.templates.base import (
+    AgentTemplate,
+    Piece,
+    call_from_object,
+    json_after_tags,
+)
 
 PROBE_TOOL = {"type": "function", "function": {
     "name": "agentsft_probe_tool", "description": "probe",

@@ -1,0 +1,132 @@
+"""Data from where people keep it: Parquet, Arrow, CSV and TSV files, folders written by
+``datasets``, hub dataset ids (offline here: the clear error), each read through
+``datasets`` and into the same conversations as the JSON it was made from."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, run_cli, tool_conversation
+
+from agentsft.data.readers import read_conversations
+from agentsft.data.sources import SourceOptions
+from agentsft.errors import DataError
+
+
+def as_columns(conv) -> dict:
+    """An OpenAI-shaped record as tables hold it: tools and call arguments as JSON strings
+    (their schemas differ from row to row, which one Arrow column cannot hold as structs)."""
+    d = conv.to_dict()
+    for m in d["messages"]:
+        for c in m.get("tool_calls", []):
+            c["function"]["arguments"] = json.dumps(c["function"]["arguments"])
+    d["tools"] = json.dumps(d.get("tools") or [])
+    return d
+
+
+@pytest.fixture(scope="module")
+def records():
+    persona = read_conversations(str(ROOT / "examples" / "persona.jsonl")).conversations[:6]
+    return [as_columns(c) for c in [tool_conversation(), *persona]]
+
+
+def dicts(path, **kw):
+    return [c.to_dict() for c in read_conversations(str(path), **kw).conversations]
+
+
+@pytest.fixture(scope="module")
+def tables(records, tmp_path_factory):
+    """The same records as JSONL, Parquet, Arrow, and a saved dataset with two splits."""
+    import datasets
+    root = tmp_path_factory.mktemp("tables")
+    (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    ds = datasets.Dataset.from_list(records)
+    ds.to_parquet(str(root / "data.parquet"))
+    datasets.DatasetDict({"train": ds, "test": ds.select([0, 1])}).save_to_disk(str(root / "saved"))
+    arrow = next((root / "saved" / "train").glob("*.arrow"))
+    (root / "data.arrow").write_bytes(arrow.read_bytes())
+    return root
+
+
+@pytest.mark.parametrize("name", ["data.parquet", "data.arrow", "saved"])
+def test_tables_read_as_the_json_they_came_from(tables, name):
+    want = dicts(tables / "data.jsonl")
+    assert len(want) == 7 and any(c.get("tools") for c in want)
+    assert dicts(tables / name) == want
+
+
+def test_a_saved_dataset_gives_the_split_asked_for(tables):
+    assert len(dicts(tables / "saved", source=SourceOptions(split="test"))) == 2
+    with pytest.raises(DataError, match="no split 'dev' .*train, test.* --split"):
+        dicts(tables / "saved", source=SourceOptions(split="dev"))
+
+
+def test_csv_and_tsv_rows_read_as_alpaca(tmp_path):
+    import csv
+    rows = [{"instruction": "Add 2 and 3", "input": "", "output": "5"},
+            {"instruction": "Greet", "input": "in French, with a comma, please", "output": "Bonjour"}]
+    for suffix, delimiter in ((".csv", ","), (".tsv", "\t")):
+        path = tmp_path / f"alpaca{suffix}"
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)
+            writer.writeheader()
+            writer.writerows(rows)
+        read = read_conversations(str(path))
+        assert read.formats[str(path)] == "alpaca"
+        assert [c.messages[-1].content for c in read.conversations] == ["5", "Bonjour"]
+        assert "French, with a comma" in read.conversations[1].messages[0].content
+
+
+def test_a_bad_row_is_named_by_its_number(records, tmp_path):
+    import datasets
+    bad = json.loads(json.dumps(records))
+    bad[2]["messages"][0]["role"] = "robot"
+    datasets.Dataset.from_list(bad).to_parquet(str(tmp_path / "bad.parquet"))
+    with pytest.raises(DataError) as e:
+        read_conversations(str(tmp_path / "bad.parquet"))
+    assert f"{tmp_path / 'bad.parquet'}:row 3" in str(e.value) and "messages[0].role" in str(e.value)
+    read = read_conversations(str(tmp_path / "bad.parquet"), skip_invalid=True)
+    assert len(read.conversations) == 6 and len(read.skipped) == 1
+
+
+def test_the_cli_checks_and_converts_a_parquet_file(tables, tmp_path):
+    r = run_cli("data", "check", str(tables / "data.parquet"))
+    assert r.returncode == 0, r.stderr
+    assert "7 conversations" in r.stdout + r.stderr
+    out = tmp_path / "out.jsonl"
+    r = run_cli("data", "convert", str(tables / "saved"), "--split", "test", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert dicts(out) == dicts(tables / "data.jsonl")[:2]
+
+
+def test_an_unknown_hub_dataset_offline_is_one_line(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}
+    r = subprocess.run([sys.executable, "-m", "agentsft", "data", "check", "GAIR/lima"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "GAIR/lima[train]" in r.stderr and "offline" in r.stderr and "save_to_disk" in r.stderr
+
+
+def test_training_reads_a_parquet_file(tables, tiny_model, tmp_path):
+    from agentsft import config
+    from agentsft.training import train
+    out = tmp_path / "run"
+    train(config.load(flags={"model.name": str(tiny_model), "data.train": [str(tables / "saved")],
+                             "data.split": "test", "data.val_fraction": 0,
+                             "data.template": "hermes", "training.output": str(out),
+                             "training.max_steps": 1, "training.batch_size": 2}))
+    assert (out / "final" / "adapter_model.safetensors").is_file()
+    assert "split: test" in (out / "config.yaml").read_text()
+
+
+def test_a_folder_reads_every_source_inside(tables):
+    read = read_conversations(str(tables))
+    assert sorted(read.formats) == sorted(str(tables / n) for n in
+                                          ("data.jsonl", "data.parquet", "data.arrow", "saved"))
+    assert len(read.conversations) == 4 * 7
