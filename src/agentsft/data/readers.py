@@ -9,6 +9,8 @@ Formats (``auto`` detects from the first records of each file):
 - ``alpaca``   ``{"instruction", "input", "output", "system", "history"}``
 - ``lima``     ``{"conversations": ["user text", "assistant text", ...]}``
 - ``msagent``  ``{"conversations": [{"from": "assistant", "value": "<|startofthink|>..."}]}``
+- ``xlam``, ``glaive``, ``hermes-fc``, ``toolace``, ``bfcl``: the public function-calling
+  corpora's layouts (data/corpora.py)
 
 Every error names ``file:line``, the field and the fix. By default the first
 invalid record raises; with ``skip_invalid`` it is skipped and reported.
@@ -23,6 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentsft.data.corpora import READERS as CORPUS_READERS
+from agentsft.data.corpora import detect_corpus
 from agentsft.data.msagent import EXEC_OPEN, THINK_OPEN, parse_msagent_turn
 from agentsft.data.schema import (
     DECODER,
@@ -33,6 +37,7 @@ from agentsft.data.schema import (
     conversation_from_dict,
     expect,
     loads,
+    name_tool_results,
     parse_arguments,
     parse_tools,
     short,
@@ -40,7 +45,7 @@ from agentsft.data.schema import (
 )
 from agentsft.data.sources import SourceOptions, expanded, is_table, table_records
 
-FORMATS = ("openai", "sharegpt", "alpaca", "lima", "msagent")
+FORMATS = ("openai", "sharegpt", "alpaca", "lima", "msagent", *CORPUS_READERS)
 
 @dataclass
 class ReadReport:
@@ -229,6 +234,8 @@ def detect_format(path: str, records: list[Any]) -> str:
                 return "lima"
             if any(isinstance(t, dict) and THINK_OPEN in str(t.get("value", "")) for t in conv):
                 return "msagent"
+    if corpus := detect_corpus(sample):
+        return corpus
     for r in sample:
         conv = r.get("conversations")
         if isinstance(conv, list) and conv and isinstance(conv[0], dict) and "from" in conv[0]:
@@ -297,18 +304,6 @@ def sharegpt_calls(value: str, field: str) -> list[ToolCall]:
     return calls
 
 
-def name_tool_results(conv: Conversation) -> None:
-    """Give each tool result the name of the call it answers, in call order."""
-    pending: list[ToolCall] = []
-    for m in conv.messages:
-        if m.role == "assistant":
-            pending = list(m.tool_calls)
-        elif m.role == "tool" and pending:
-            call = pending.pop(0)
-            m.name = m.name or call.name
-            m.tool_call_id = m.tool_call_id or call.id
-
-
 def from_alpaca(raw: Any) -> Conversation:
     expect(raw, dict, "record", 'write each record as {"instruction": ..., "output": ...}')
     instruction = expect(raw.get("instruction"), str, "instruction", "use a string")
@@ -371,5 +366,5 @@ def turn_fields(turn: Any, field: str) -> tuple[Any, str, bool | None]:
 
 READERS: dict[str, Callable[[Any], Conversation]] = {
     "openai": from_openai, "sharegpt": from_sharegpt, "alpaca": from_alpaca,
-    "lima": from_lima, "msagent": from_msagent,
+    "lima": from_lima, "msagent": from_msagent, **CORPUS_READERS,
 }

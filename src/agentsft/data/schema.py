@@ -264,6 +264,19 @@ def conversation_from_dict(raw: Any) -> Conversation:
     return Conversation(messages=messages, tools=parse_tools(raw.get("tools")))
 
 
+def name_tool_results(conv: Conversation) -> None:
+    """Give each tool result the name of the call it answers, in call order."""
+    pending: list[ToolCall] = []
+    for m in conv.messages:
+        if m.role == "assistant":
+            pending = list(m.tool_calls)
+        elif m.role == "tool" and pending:
+            call = pending.pop(0)
+            m.name = m.name or call.name
+            m.tool_call_id = m.tool_call_id or call.id
+
+
+
 # ---------------------------------------------------------------------------
 # Validation shared by every format.
 
