@@ -110,11 +110,30 @@ class QuantizationOptions:
         choose("quantization.compute_dtype", self.compute_dtype, ("float32", "bfloat16", "float16"))
 
 
+SOURCE_KEYS = ("path", "weight", "split", "config", "revision")
+
+
+def check_source(entry: dict, key: str) -> None:
+    """One ``data.train`` entry written as an object: a path and how much of it to use."""
+    for k in entry:
+        if k not in SOURCE_KEYS:
+            fail(f"{key}.{k}", "is not a source option", f"use {', '.join(SOURCE_KEYS)}")
+    if not isinstance(entry.get("path"), str) or not entry["path"]:
+        fail(f"{key}.path", "is missing", "give the file, folder or hub dataset id")
+    weight = entry.get("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+        fail(f"{key}.weight", f"{weight!r} is not a positive number", "use e.g. 1, 2 or 0.5")
+    for k in ("split", "config", "revision"):
+        if entry.get(k) is not None and not isinstance(entry[k], str):
+            fail(f"{key}.{k}", f"{entry[k]!r} is not a string", "use its name")
+
+
 @dataclass
 class DataOptions:
-    train: list[str] = field(default_factory=list)
+    train: list[str | dict] = field(default_factory=list)
     """Training data: JSON / JSONL, Parquet, Arrow, CSV or TSV files, dataset folders, hub
-    dataset ids."""
+    dataset ids; or ``{path, weight, split, config, revision}`` to mix sources (weight 2:
+    each conversation twice; 0.5: a seeded half)."""
     val: list[str] = field(default_factory=list)
     """Validation files. When empty, ``val_fraction`` of the training data is held out."""
     val_fraction: float = 0.1
@@ -137,6 +156,9 @@ class DataOptions:
     """The revision of a hub dataset (branch, tag or commit)."""
 
     def __post_init__(self):
+        for i, entry in enumerate(self.train):
+            if isinstance(entry, dict):
+                check_source(entry, f"data.train[{i}]")
         choose("data.format", self.format, ("auto",) + FORMATS)
         choose("data.template", self.template, TEMPLATES)
         choose("data.policy", self.policy, POLICIES)

@@ -97,6 +97,17 @@ def convert(value: Any, hint: Any, key: str) -> Any:
 
 
 def convert_one(value: Any, option: Any) -> Any:
+    if isinstance(option, types.UnionType):  # a list's items of several kinds
+        for one in typing.get_args(option):
+            try:
+                return convert_one(value, one)
+            except (TypeError, ValueError, OverflowError):
+                continue
+        raise TypeError("none of the kinds")
+    if option is dict:
+        if not isinstance(value, dict):
+            raise TypeError("not an object")
+        return dict(value)
     origin = typing.get_origin(option)
     if origin is list:
         (item,) = typing.get_args(option)

@@ -22,10 +22,8 @@ import json
 import re
 from typing import Any
 
-from agentsft.data.schema import (
-    Conversation, DataError, Message, ToolCall, expect, loads, name_tool_results, parse_arguments,
-    parse_tools, short,
-)
+from agentsft.data.schema import (Conversation, DataError, Message, ToolCall, expect, loads,
+                                   name_tool_results, parse_arguments, parse_tools, short)
 
 PY_TYPES = {"str": "string", "string": "string", "int": "integer", "integer": "integer",
             "float": "number", "number": "number", "bool": "boolean", "boolean": "boolean",

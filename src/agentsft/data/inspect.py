@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from array import array
 from collections import Counter
 from typing import Any, TextIO
 
-from agentsft.data.readers import ReadReport, read_conversations
+from tqdm import tqdm
+
+from agentsft.data.readers import ReadReport, read_conversations, stream_conversations
 from agentsft.data.schema import Conversation, DataError
 from agentsft.data.sources import SUFFIXES, SourceOptions, expanded
 from agentsft.data.templates import Rendered, trained_messages
-from agentsft.data.tokenize import EncodeReport, Example, encode_conversations
+from agentsft.data.tokenize import EncodeReport, Example, encode_conversations, encoded
 from agentsft.files import atomic_file
 
 SHOWN = 20  # list at most this many warnings / skipped records, then a count
@@ -224,16 +227,21 @@ def histogram(values: list[int], bins: int = 12, width: int = 40, mark: int | No
 
 def stats(path: str, tokenizer: Any, template, policy: str, format: str, skip_invalid: bool,
           max_length: int | None, source: SourceOptions | None = None) -> int:
-    read = read_conversations(path, format, skip_invalid, source)
-    enc = encode_conversations(read.conversations, tokenizer, template, policy,
-                               skip_invalid=skip_invalid)
+    """Length percentiles, trained share and a histogram, read as a stream: the examples
+    themselves are not kept, only two numbers each."""
+    read, enc = ReadReport(), EncodeReport()
+    convs = tqdm(stream_conversations(path, format, skip_invalid, read, source), desc="reading",
+                 unit="conv", leave=False, mininterval=1, disable=not sys.stderr.isatty())
+    lengths, trained = array("i"), 0
+    for ex in encoded(convs, tokenizer, template, policy, None, "drop", skip_invalid, enc):
+        lengths.append(len(ex))
+        trained += ex.n_trained
     report_left_out(read, enc)
-    lengths = sorted(len(e) for e in enc.examples)
+    lengths = array("i", sorted(lengths))
     if not lengths:
         say(f"{path}: no usable examples")
         return 0
     tokens = sum(lengths)
-    trained = sum(e.n_trained for e in enc.examples)
     say(f"{path}: {len(lengths)} examples, {tokens} tokens, {trained} trained "
         f"({100 * trained / tokens:.1f}%) [template {template.name}, policy {policy}]")
     qs = "  ".join(f"p{q}={percentile(lengths, q)}" for q in (50, 90, 95, 99))

@@ -18,9 +18,9 @@ invalid record raises; with ``skip_invalid`` it is skipped and reported.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +29,6 @@ from agentsft.data.corpora import READERS as CORPUS_READERS
 from agentsft.data.corpora import detect_corpus
 from agentsft.data.msagent import EXEC_OPEN, THINK_OPEN, parse_msagent_turn
 from agentsft.data.schema import (
-    DECODER,
     Conversation,
     DataError,
     Message,
@@ -43,7 +42,13 @@ from agentsft.data.schema import (
     short,
     validate,
 )
-from agentsft.data.sources import SourceOptions, expanded, is_table, table_records
+from agentsft.data.sources import (
+    SourceOptions,
+    expanded,
+    is_table,
+    iter_records,
+    table_records,
+)
 
 FORMATS = ("openai", "sharegpt", "alpaca", "lima", "msagent", *CORPUS_READERS)
 
@@ -66,28 +71,42 @@ def read_conversations(paths: str | os.PathLike | list, format: str = "auto",
     Raises the first :class:`DataError` unless ``skip_invalid``, in which case
     invalid records are counted in ``report.skipped`` and all valid ones kept.
     """
-    if format != "auto" and format not in FORMATS:
-        raise DataError(f"unknown format {format!r}", field="--format",
-                        fix=f"use auto or one of {', '.join(FORMATS)}")
     report = ReadReport()
-    for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
-        for file in expanded(os.fspath(path)):
-            read_file(file, format, skip_invalid, report, source)
+    report.conversations.extend(stream_conversations(paths, format, skip_invalid, report, source))
     return report
 
 
-def read_file(path: str, format: str, skip_invalid: bool, report: ReadReport,
-              source: SourceOptions | None = None) -> None:
+def stream_conversations(paths: str | os.PathLike | list, format: str, skip_invalid: bool,
+                         report: ReadReport, source: SourceOptions | None = None) -> Iterator[Conversation]:
+    """As :func:`read_conversations`, one conversation at a time (``report.conversations``
+    stays empty): for data larger than memory."""
+    if format != "auto" and format not in FORMATS:
+        raise DataError(f"unknown format {format!r}", field="--format",
+                        fix=f"use auto or one of {', '.join(FORMATS)}")
+    for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
+        for file in expanded(os.fspath(path)):
+            yield from stream_file(file, format, skip_invalid, report, source)
+
+
+DETECT = 1000
+"""Records a format is detected from (a whole file once took its whole size in memory)."""
+
+
+def stream_file(path: str, format: str, skip_invalid: bool, report: ReadReport,
+                source: SourceOptions | None = None) -> Iterator[Conversation]:
+    """The valid conversations of one source, one at a time: memory stays flat however large
+    it is. Skipped records and warnings go to ``report``."""
     skipped = len(report.skipped)
-    records = list(table_records(path, source) if is_table(path) else
-                   iter_records(path, report if skip_invalid else None))
-    if not records and len(report.skipped) == skipped:
+    records = table_records(path, source) if is_table(path) else \
+        iter_records(path, report.skipped if skip_invalid else None)
+    first = list(itertools.islice(records, DETECT))
+    if not first and len(report.skipped) == skipped:
         raise DataError("holds no records", where=path,
                         fix="add conversations to it (one JSON object a line), or leave it out")
-    fmt = format if format != "auto" else detect_format(path, [r for _, r in records])
+    fmt = format if format != "auto" else detect_format(path, [r for _, r in first])
     report.formats[path] = fmt
     reader = READERS[fmt]
-    for where, raw in records:
+    for where, raw in itertools.chain(first, records):
         try:
             conv = reader(raw)
             conv.source = where
@@ -100,119 +119,7 @@ def read_file(path: str, format: str, skip_invalid: bool, report: ReadReport,
                 raise
             report.skipped.append(e)
             continue
-        report.conversations.append(conv)
-
-
-# ---------------------------------------------------------------------------
-# Files: JSONL (one record a line) or JSON (a list of records, or one record).
-
-
-def iter_records(path: str, report: ReadReport | None) -> Iterator[tuple[str, Any]]:
-    """``(where, record)`` for every record, ``where`` unique (``file:line``).
-
-    Invalid JSON raises, or is added to ``report.skipped`` when a report is given.
-    """
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise DataError("file not found", where=path, fix="check the path") from None
-    except IsADirectoryError:
-        raise DataError("is a directory", where=path, fix="pass the data files inside it") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text (byte {e.start})", where=path,
-                        fix="save the file as UTF-8 JSON or JSONL") from None
-    except OSError as e:
-        raise DataError(f"cannot read the file ({e.strerror})", where=path,
-                        fix="check its permissions") from None
-    body = text.lstrip("\ufeff")
-    start = len(body) - len(body.lstrip())
-    if body[start:start + 1] == "[":
-        yield from json_array(path, body, start)
-        return
-    if body[start:start + 1] == "{" and "\n" in body.strip():
-        # One JSON document over many lines (a pretty-printed record), or JSONL.
-        first, *rest = body[start:].split("\n", 12)
-        jsonl = parses(first) or any(line.startswith("{") and parses(line) for line in rest[:10])
-        if not jsonl:
-            try:
-                yield f"{path}:{text_line(body, start)}", loads(body)
-                return
-            except (json.JSONDecodeError, ValueError, RecursionError) as e:
-                if getattr(e, "lineno", 1) > text_line(body, start):
-                    raise json_error(path, body, e, start) from None
-                # broken on its first line: JSONL with a bad first record
-    # JSONL. Split on "\n" only: str.splitlines() also breaks at U+2028 inside strings.
-    for n, line in enumerate(body.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"{path}:{n}", loads(line)
-        except (json.JSONDecodeError, ValueError, RecursionError) as e:
-            err = json_error(path, line, e, 0, line_no=n)
-            if report is None:
-                raise err from None
-            report.skipped.append(err)
-
-
-def parses(text: str) -> bool:
-    try:
-        loads(text)
-    except (json.JSONDecodeError, ValueError, RecursionError):
-        return False
-    return True
-
-
-def json_error(path: str, text: str, e: Exception, offset: int, line_no: int | None = None) -> DataError:
-    """A DataError for invalid JSON at the right line of ``path``."""
-    if isinstance(e, json.JSONDecodeError):
-        line = line_no if line_no is not None else e.lineno
-        return DataError(f"invalid JSON: {e.msg} (column {e.colno})", where=f"{path}:{line}",
-                         fix="write one complete JSON object per line (JSONL) or a JSON list")
-    line = line_no if line_no is not None else text_line(text, offset)
-    problem = "nested too deeply" if isinstance(e, RecursionError) else str(e)
-    return DataError(f"invalid JSON: {problem}", where=f"{path}:{line}", fix="fix the JSON")
-
-
-def json_array(path: str, text: str, pos: int) -> Iterator[tuple[str, Any]]:
-    """The elements of a top-level JSON array, each located by the line it starts on
-    (and its position in the list when several start on one line)."""
-    pos += 1
-    starts: Counter = Counter()
-    index = 0
-    while True:
-        pos = skip_space(text, pos)
-        if text[pos:pos + 1] == "]":
-            rest = skip_space(text, pos + 1)
-            if rest < len(text):
-                raise DataError("invalid JSON: text after the closing ]",
-                                where=f"{path}:{text_line(text, rest)}",
-                                fix="keep one JSON list per .json file, or use JSONL")
-            return
-        try:
-            value, end = DECODER.raw_decode(text, pos)
-        except (json.JSONDecodeError, ValueError, RecursionError) as e:
-            raise json_error(path, text, e, pos) from None
-        line = text_line(text, pos)
-        starts[line] += 1
-        index += 1
-        yield (f"{path}:{line}" if starts[line] == 1 else f"{path}:{line} (record {index})"), value
-        pos = skip_space(text, end)
-        if text[pos:pos + 1] == ",":
-            pos += 1
-        elif text[pos:pos + 1] != "]":
-            raise DataError("invalid JSON: expected ',' or ']' after a record",
-                            where=f"{path}:{text_line(text, pos)}", fix="fix the JSON syntax")
-
-
-def skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-def text_line(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
+        yield conv
 
 
 # ---------------------------------------------------------------------------
@@ -220,8 +127,9 @@ def text_line(text: str, pos: int) -> int:
 
 
 def detect_format(path: str, records: list[Any]) -> str:
-    """The format of a file, judged from its records (all of them: one think block
-    anywhere makes it msagent, which must not be read as plain ShareGPT)."""
+    """The format of a file, judged from its first records (all of them: one think block
+    anywhere makes it msagent, which must not be read as plain ShareGPT; a later one is
+    refused by the ShareGPT reader with the fix)."""
     sample = [r for r in records if isinstance(r, dict)]
     for r in sample:
         if "messages" in r:

@@ -1,6 +1,7 @@
 """Sources: where records come from, before any layout is read.
 
-- a JSON or JSONL file: read here, so that every error names its line;
+- a JSON or JSONL file: read here, so that every error names its line (JSONL a line at a
+  time, so memory stays flat however long the file);
 - a Parquet, Arrow, CSV or TSV file, a folder written by ``datasets``' ``save_to_disk``, or
   a hub dataset id (``GAIR/lima``): opened by ``datasets``, each record named
   ``SOURCE:row N``;
@@ -13,14 +14,18 @@ those nulls are dropped again, so a row reads as it was written.
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentsft.data.schema import DECODER, loads
 from agentsft.errors import DataError
 
 TABLES = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".tsv": "csv"}
@@ -92,9 +97,10 @@ def open_dataset(path: str, options: SourceOptions) -> tuple[Any, str]:
     p = Path(path)
     suffix = p.suffix.lower()
     try:
-        if p.is_file():
+        if p.is_file():  # streamed: read in batches, never converted or held whole
             kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
-            return datasets.load_dataset(TABLES[suffix], data_files=str(p), split="train", **kwargs), path
+            return datasets.load_dataset(TABLES[suffix], data_files=str(p), split="train",
+                                         streaming=True, **kwargs), path
         if is_saved(path):
             return chosen_split(datasets.load_from_disk(str(p)), options.split, path), path
     except DataError:
@@ -151,3 +157,148 @@ def without_nulls(value: Any) -> Any:
 def first_line(e: Exception) -> str:
     text = str(e).strip()
     return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
+# ---------------------------------------------------------------------------
+# Files: JSONL (one record a line) or JSON (a list of records, or one record).
+
+
+def iter_records(path: str, skipped: list[DataError] | None) -> Iterator[tuple[str, Any]]:
+    """``(where, record)`` for every record, ``where`` unique (``file:line``). JSONL is read
+    a line at a time (memory stays flat); a JSON list or one pretty-printed record whole.
+
+    Invalid JSON raises, or is added to ``skipped`` when that list is given.
+    """
+    try:
+        # newline="\n": lines end at "\n" only (str.splitlines also breaks at U+2028 in strings)
+        with open(path, encoding="utf-8", newline="\n") as f:
+            head = head_lines(f)
+            body = "".join(head).lstrip("\ufeff")
+            start = len(body) - len(body.lstrip())
+            if body[start:start + 1] == "[" or (body[start:start + 1] == "{" and not is_jsonl(body[start:])):
+                yield from whole_records(path, "".join(head) + f.read(), skipped)
+                return
+            yield from jsonl_records(path, itertools.chain(head, f), skipped)
+    except FileNotFoundError:
+        raise DataError("file not found", where=path, fix="check the path") from None
+    except IsADirectoryError:
+        raise DataError("is a directory", where=path, fix="pass the data files inside it") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text ({e.reason})", where=path,
+                        fix="save the file as UTF-8 JSON or JSONL") from None
+    except OSError as e:
+        raise DataError(f"cannot read the file ({e.strerror})", where=path,
+                        fix="check its permissions") from None
+
+
+def head_lines(f: Any) -> list[str]:
+    """The file's lines up to 12 past its first non-blank one: enough to tell JSONL."""
+    lines: list[str] = []
+    seen = None
+    for line in f:
+        lines.append(line)
+        if seen is None and line.strip("\ufeff \t\r\n"):
+            seen = len(lines)
+        if seen is not None and len(lines) - seen >= 12:
+            break
+    return lines
+
+
+def is_jsonl(body: str) -> bool:
+    """Whether text that opens with ``{`` is JSONL rather than one record over many lines."""
+    if "\n" not in body.strip():
+        return True
+    first, *rest = body.split("\n", 12)
+    return parses(first) or any(line.startswith("{") and parses(line) for line in rest[:10])
+
+
+def whole_records(path: str, text: str, skipped: list[DataError] | None) -> Iterator[tuple[str, Any]]:
+    """A JSON list of records, or one record over many lines."""
+    body = text.lstrip("\ufeff")
+    start = len(body) - len(body.lstrip())
+    if body[start:start + 1] == "[":
+        yield from json_array(path, body, start)
+        return
+    try:
+        record = loads(body)
+    except (json.JSONDecodeError, ValueError, RecursionError) as e:
+        if getattr(e, "lineno", 1) > text_line(body, start):
+            raise json_error(path, body, e, start) from None
+        # broken on its first line: JSONL with a bad first record
+        yield from jsonl_records(path, iter(text.split("\n")), skipped)
+        return
+    yield f"{path}:{text_line(body, start)}", record
+
+
+def jsonl_records(path: str, lines: Iterator[str], skipped: list[DataError] | None) -> Iterator[tuple[str, Any]]:
+    for n, line in enumerate(lines, start=1):
+        line = line.removesuffix("\n").lstrip("\ufeff") if n == 1 else line.removesuffix("\n")
+        if not line.strip():
+            continue
+        try:
+            yield f"{path}:{n}", loads(line)
+        except (json.JSONDecodeError, ValueError, RecursionError) as e:
+            err = json_error(path, line, e, 0, line_no=n)
+            if skipped is None:
+                raise err from None
+            skipped.append(err)
+
+
+def parses(text: str) -> bool:
+    try:
+        loads(text)
+    except (json.JSONDecodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def json_error(path: str, text: str, e: Exception, offset: int, line_no: int | None = None) -> DataError:
+    """A DataError for invalid JSON at the right line of ``path``."""
+    if isinstance(e, json.JSONDecodeError):
+        line = line_no if line_no is not None else e.lineno
+        return DataError(f"invalid JSON: {e.msg} (column {e.colno})", where=f"{path}:{line}",
+                         fix="write one complete JSON object per line (JSONL) or a JSON list")
+    line = line_no if line_no is not None else text_line(text, offset)
+    problem = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+    return DataError(f"invalid JSON: {problem}", where=f"{path}:{line}", fix="fix the JSON")
+
+
+def json_array(path: str, text: str, pos: int) -> Iterator[tuple[str, Any]]:
+    """The elements of a top-level JSON array, each located by the line it starts on
+    (and its position in the list when several start on one line)."""
+    pos += 1
+    starts: Counter = Counter()
+    index = 0
+    while True:
+        pos = skip_space(text, pos)
+        if text[pos:pos + 1] == "]":
+            rest = skip_space(text, pos + 1)
+            if rest < len(text):
+                raise DataError("invalid JSON: text after the closing ]",
+                                where=f"{path}:{text_line(text, rest)}",
+                                fix="keep one JSON list per .json file, or use JSONL")
+            return
+        try:
+            value, end = DECODER.raw_decode(text, pos)
+        except (json.JSONDecodeError, ValueError, RecursionError) as e:
+            raise json_error(path, text, e, pos) from None
+        line = text_line(text, pos)
+        starts[line] += 1
+        index += 1
+        yield (f"{path}:{line}" if starts[line] == 1 else f"{path}:{line} (record {index})"), value
+        pos = skip_space(text, end)
+        if text[pos:pos + 1] == ",":
+            pos += 1
+        elif text[pos:pos + 1] != "]":
+            raise DataError("invalid JSON: expected ',' or ']' after a record",
+                            where=f"{path}:{text_line(text, pos)}", fix="fix the JSON syntax")
+
+
+def skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def text_line(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1

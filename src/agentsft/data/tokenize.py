@@ -8,6 +8,7 @@ role markers, so a mask cannot silently drift from the template.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,10 +109,20 @@ def encode_conversations(convs: list[Conversation], tokenizer: Any, template: Ag
         raise DataError(f"max length must be positive, got {max_length}", field="--max-length",
                         fix="pass a positive number of tokens")
     report = EncodeReport()
-    specials = special_strings(tokenizer)
     bar = tqdm(convs, desc="tokenizing", unit="conv", disable=not progress or len(convs) < 200,
                leave=False)
-    for conv in bar:
+    report.examples.extend(encoded(bar, tokenizer, template, policy, max_length, truncation,
+                                   skip_invalid, report))
+    return report
+
+
+def encoded(convs: Iterable[Conversation], tokenizer: Any, template: AgentTemplate, policy: str,
+            max_length: int | None, truncation: str, skip_invalid: bool,
+            report: EncodeReport) -> Iterator[Example]:
+    """Each conversation's example, one at a time; what is dropped, cut or skipped is
+    counted in ``report`` (its ``examples`` stay empty)."""
+    specials = special_strings(tokenizer)
+    for conv in convs:
         try:
             refuse_special_text(conv, specials)
             ex = encode(template.render(conv, policy), tokenizer, conv.source)
@@ -133,8 +144,7 @@ def encode_conversations(convs: list[Conversation], tokenizer: Any, template: Ag
                 raise
             report.skipped.append(e)
             continue
-        report.examples.append(ex)
-    return report
+        yield ex
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from agentsft.accel.training import fast_training, keep_freed_memory
 from agentsft.config import Config
+from agentsft.files import write_text_atomically
 from agentsft.hub import is_main, resolve_device, say
 from agentsft.training import rundir
 from agentsft.training.callbacks import RunLog
@@ -67,7 +69,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         use_adapter_base(cfg)
     torch.manual_seed(cfg.training.seed)
     tokenizer, template = tokenizer_and_template(cfg)
-    rows = prepare_data(cfg, tokenizer, template)  # before the model: bad data fails fast
+    mix: list[dict] = []
+    rows = prepare_data(cfg, tokenizer, template, mix)  # before the model: bad data fails fast
     device = resolve_device(cfg.model.device)
     keep_freed_memory(device)
     model = build_model(cfg)
@@ -75,6 +78,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     trainer = build_trainer(cfg, run, model, tokenizer, template, rows, device)
     trainer.accelerator.wait_for_everyone()  # every rank has checked the folder before it is used
     rundir.create(run, cfg)
+    if is_main():
+        write_text_atomically(run.root / "data_mix.json", json.dumps(mix, indent=2) + "\n")
     done = run_steps(trainer, start, evaluate_at_end=bool(rows[1]) and not cfg.training.eval_every)
     done.tokenizer, done.template = tokenizer, template
     if is_main():
