@@ -56,13 +56,14 @@ def measure(*args: str) -> tuple[float, float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--verbs", default="check,stats", help="which of check, stats to run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "xlam.parquet"
         write_parquet(path, args.rows)
         print(f"{args.rows:,} rows, {path.stat().st_size / 1e6:.1f} MB of Parquet")
         print("| verb | seconds | rows/s | peak memory |\n|---|---|---|---|")
-        for verb in ("check", "stats"):
+        for verb in args.verbs.split(","):
             seconds, peak, out = measure("data", verb, str(path))
             print(f"| data {verb} | {seconds:.1f} | {args.rows / seconds:,.0f} | {peak:.0f} MB |")
         print(out.strip().splitlines()[0])

@@ -189,3 +189,12 @@ def test_sources_mix_with_weights(tables, tiny_model, tmp_path):
 def test_a_bad_source_entry_names_its_key(tmp_path):
     r = run_cli("train", "--set", "data.train=[{path: a.jsonl, wieght: 2}]", "--output", str(tmp_path / "r"))
     assert r.returncode == 2 and "data.train[0].wieght" in r.stderr and "path, weight" in r.stderr
+
+
+def test_a_broken_table_is_one_line(tables, tmp_path):
+    broken = tmp_path / "broken.parquet"
+    data = (tables / "data.parquet").read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    r = run_cli("data", "check", str(broken))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "broken.parquet" in r.stderr and "datasets cannot read" in r.stderr

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from agentsft.data.readers import ReadReport, read_conversations, stream_conversations
+from agentsft.data.readers import ReadReport, stream_conversations
 from agentsft.data.schema import Conversation, DataError
 from agentsft.data.sources import SUFFIXES, SourceOptions, expanded
 from agentsft.data.templates import Rendered, trained_messages
@@ -58,16 +58,30 @@ def report_left_out(read: ReadReport, enc: EncodeReport | None = None,
 # check
 
 
-def counts(convs: list[Conversation]) -> dict[str, Any]:
-    roles = Counter(m.role for c in convs for m in c.messages)
-    tools = {t.name for c in convs for t in c.tools or ()}
-    return {
-        "conversations": len(convs),
-        "messages": sum(roles.values()),
-        "roles": dict(roles),
-        "tool_calls": sum(len(m.tool_calls) for c in convs for m in c.messages),
-        "tools": len(tools),
-    }
+class Counts:
+    """What ``data check`` reports of many conversations, counted as they stream past."""
+
+    def __init__(self):
+        self.conversations, self.tool_calls = 0, 0
+        self.roles: Counter = Counter()
+        self.tool_names: set[str] = set()
+
+    def add(self, conv: Conversation) -> None:
+        self.conversations += 1
+        self.roles.update(m.role for m in conv.messages)
+        self.tool_calls += sum(len(m.tool_calls) for m in conv.messages)
+        self.tool_names.update(t.name for t in conv.tools or ())
+
+    def merge(self, other: Counts) -> None:
+        self.conversations += other.conversations
+        self.tool_calls += other.tool_calls
+        self.roles.update(other.roles)
+        self.tool_names |= other.tool_names
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"conversations": self.conversations, "messages": sum(self.roles.values()),
+                "roles": dict(self.roles), "tool_calls": self.tool_calls,
+                "tools": len(self.tool_names)}
 
 
 def summary(c: dict[str, Any]) -> str:
@@ -97,38 +111,37 @@ def data_files(paths: list[str]) -> list[str]:
     return files
 
 
-def untrainable(read: ReadReport, policy: str, skip_invalid: bool) -> None:
-    """Move conversations with no trained message under ``policy`` out (or raise)."""
-    keep = []
-    for conv in read.conversations:
-        if trained_messages(conv, policy):
-            keep.append(conv)
-            continue
-        err = DataError(f"no message is trained under loss policy {policy!r}", where=conv.source,
-                        fix="check the train flags, or choose another --policy")
-        if not skip_invalid:
-            raise err
-        read.skipped.append(err)
-    read.conversations = keep
+def trainable(conv: Conversation, policy: str, skip_invalid: bool, skipped: list) -> bool:
+    """Whether ``conv`` has a trained message under ``policy`` (else raise, or count it)."""
+    if trained_messages(conv, policy):
+        return True
+    err = DataError(f"no message is trained under loss policy {policy!r}", where=conv.source,
+                    fix="check the train flags, or choose another --policy")
+    if not skip_invalid:
+        raise err
+    skipped.append(err)
+    return False
 
 
 def check(paths: list[str], format: str, skip_invalid: bool, policy: str = "assistant",
           source: SourceOptions | None = None) -> int:
-    """Counts per file, then warnings and skipped records. Exit 0, or 2 on the first error."""
-    total = ReadReport()
+    """Counts per file, then warnings and skipped records. Exit 0, or 2 on the first error.
+    Read as a stream: only the counts are kept."""
+    total, totals = ReadReport(), Counts()
     files = data_files(paths)
     for path in files:
-        read = read_conversations(path, format, skip_invalid, source)
-        untrainable(read, policy, skip_invalid)
-        c = counts(read.conversations)
-        roles = ", ".join(f"{n} {r}" for r, n in sorted(c["roles"].items()))
-        say(f"{path} ({read.formats[path]}): {summary(c)} ({roles or 'none'})")
-        total.conversations += read.conversations
+        read, c = ReadReport(), Counts()
+        for conv in stream_conversations(path, format, skip_invalid, read, source):
+            if trainable(conv, policy, skip_invalid, read.skipped):
+                c.add(conv)
+        d = c.as_dict()
+        roles = ", ".join(f"{n} {r}" for r, n in sorted(d["roles"].items()))
+        say(f"{path} ({read.formats[path]}): {summary(d)} ({roles or 'none'})")
+        totals.merge(c)
         total.warnings += read.warnings
         total.skipped += read.skipped
     if len(files) > 1:
-        c = counts(total.conversations)
-        say(f"total: {summary(c)}")
+        say(f"total: {summary(totals.as_dict())}")
     for w in total.warnings[:SHOWN]:
         say(f"warning: {w}")
     if len(total.warnings) > SHOWN:
@@ -174,8 +187,11 @@ def highlighted(pieces: list[str], trained: list[int], color: bool) -> str:
 def preview(path: str, n: int, tokenizer: Any, template, policy: str, format: str,
             skip_invalid: bool, as_json: bool, color: bool, max_length: int | None = None,
             truncation: str = "drop", source: SourceOptions | None = None) -> int:
-    read = read_conversations(path, format, skip_invalid, source)
-    convs = read.conversations[:n] if n > 0 else read.conversations
+    read, convs, total = ReadReport(), [], 0
+    for conv in stream_conversations(path, format, skip_invalid, read, source):
+        total += 1
+        if n <= 0 or len(convs) < n:  # the rest are counted, not kept
+            convs.append(conv)
     enc = encode_conversations(convs, tokenizer, template, policy, max_length, truncation,
                                skip_invalid=skip_invalid)
     report_left_out(read, enc)
@@ -183,7 +199,7 @@ def preview(path: str, n: int, tokenizer: Any, template, policy: str, format: st
     if not as_json:
         legend = (f"{GREEN}trained{RESET} {DIM}masked{RESET}" if color
                   else "[[trained]] masked")
-        say(f"{path}: {len(read.conversations)} conversations, showing {len(by_source)} "
+        say(f"{path}: {total} conversations, showing {len(by_source)} "
             f"(template {template.name}, policy {policy}; {legend})")
     for conv in convs:
         ex = by_source.get(conv.source)
@@ -266,15 +282,19 @@ def convert(paths: list[str], to: str, out: str, format: str, skip_invalid: bool
           source: SourceOptions | None = None) -> int:
     if os.path.isdir(out):
         raise DataError("is a folder", where=out, fix="give -o a file name, e.g. out.jsonl")
-    read = read_conversations(data_files(paths), format, skip_invalid, source)
+    read = ReadReport()
+    n = write_jsonl(out, (c.to_dict() for c in stream_conversations(
+        data_files(paths), format, skip_invalid, read, source)))
     report_left_out(read)
-    write_jsonl(out, (c.to_dict() for c in read.conversations))
-    say(f"wrote {len(read.conversations)} conversations to {out} ({to})")
+    say(f"wrote {n} conversations to {out} ({to})")
     return 0
 
 
-def write_jsonl(path: str, records) -> None:
-    """One JSON object a line, written to a temporary file and renamed into place."""
+def write_jsonl(path: str, records) -> int:
+    """One JSON object a line, written to a temporary file and renamed into place; returns
+    how many."""
+    n = 0
     with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
+        for n, r in enumerate(records, start=1):
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return n

@@ -5,8 +5,10 @@
 - a Parquet, Arrow, CSV or TSV file, a folder written by ``datasets``' ``save_to_disk``, or
   a hub dataset id (``GAIR/lima``): opened by ``datasets``, each record named
   ``SOURCE:row N``;
-- any other folder: the data files in it and its subfolders, each read as above. A hub id uses ``--data-config``, ``--split`` and
-  ``--revision``, and the token models use; offline, one not in the cache is one line.
+- any other folder: the data files in it and its subfolders, each read as above.
+
+A hub id uses ``--data-config``, ``--split`` and ``--revision``, and the token models use;
+offline, one not in the cache is one line.
 
 Arrow gives every row of a column the same shape, filling the keys a row lacks with null;
 those nulls are dropped again, so a row reads as it was written.
@@ -14,6 +16,7 @@ those nulls are dropped again, so a row reads as it was written.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -86,9 +89,33 @@ def is_table(path: str) -> bool:
 
 def table_records(path: str, options: SourceOptions | None = None) -> Iterator[tuple[str, Any]]:
     """``(where, record)`` for every row of a dataset source."""
-    dataset, label = open_dataset(path, options or SourceOptions())
-    for i, row in enumerate(dataset, start=1):
-        yield f"{label}:row {i}", without_nulls(row)
+    with quiet_libraries():
+        dataset, label = open_dataset(path, options or SourceOptions())
+        rows = iter(dataset)
+        for i in itertools.count(1):
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except Exception as e:  # a streamed file is read as it goes: a broken one fails here
+                raise DataError(f"datasets cannot read row {i} ({first_line(e)})", where=label,
+                                fix="check the file is whole and of the kind its suffix says") from None
+            yield f"{label}:row {i}", without_nulls(row)
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """``datasets`` and the hub log each failure before raising it; ours is the one line."""
+    import datasets  # noqa: F401  (importing it sets its loggers' levels: first, then ours)
+    loggers = [logging.getLogger(name) for name in ("datasets", "huggingface_hub")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
 
 
 def open_dataset(path: str, options: SourceOptions) -> tuple[Any, str]:
@@ -115,9 +142,6 @@ def hub_dataset(name: str, options: SourceOptions) -> tuple[Any, str]:
     import datasets
     split = options.split or "train"
     label = f"{name}[{split}]" if options.config is None else f"{name}/{options.config}[{split}]"
-    hub_log = logging.getLogger("huggingface_hub")
-    level = hub_log.level
-    hub_log.setLevel(logging.ERROR)  # its warnings about each failed request precede our line
     try:
         dataset = datasets.load_dataset(name, options.config, split=split, revision=options.revision,
                                         token=options.token)
@@ -128,8 +152,6 @@ def hub_dataset(name: str, options: SourceOptions) -> tuple[Any, str]:
                         f"({first_line(e)})", where=label,
                         fix="check the path or the dataset id; where there is no network, save it "
                             "elsewhere with datasets' save_to_disk and pass that folder") from None
-    finally:
-        hub_log.setLevel(level)
     return dataset, label
 
 
