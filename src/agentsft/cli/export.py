@@ -14,22 +14,22 @@ SAME = {"bf16": "bfloat16", "f16": "float16", "fp16": "float16", "fp32": "float3
 def add(verbs) -> None:
     p = verbs.add_parser(
         "export", help="write a run as a merged model that carries its own chat template",
-        description="Merge a run's adapter into its base (float32 sum, rounded once) and write it "
-                    "for another engine, with the run's agent template as its chat template "
-                    "(rendering exactly what training saw) and a model card.\n"
-                    "  hf      a transformers folder: safetensors, tokenizer, chat_template.jinja, a "
-                    "generation config that stops at the template's end of turn (vLLM, TGI, "
-                    "transformers)\n"
-                    "  gguf    OUT/model.gguf for llama.cpp, written in Python (llama models, "
-                    "Mistral without a sliding window, Qwen2, Qwen3)\n"
-                    "  ollama  the GGUF plus a Modelfile whose TEMPLATE renders plain chat as "
-                    "training did",
+        description="Merge a run's adapter into its base (float32 sum, rounded once) and write it\n"
+                    "for another engine, with the run's agent template as its chat template\n"
+                    "(rendering exactly what training saw) and a model card.\n\n"
+                    "  hf      a transformers folder: safetensors, the tokenizer, chat_template.jinja,\n"
+                    "          a generation config that stops at the template's end of turn\n"
+                    "          (vLLM, TGI, transformers)\n"
+                    "  gguf    OUT/model.gguf for llama.cpp, written in Python (Llama-architecture\n"
+                    "          models, Mistral without a sliding window, Qwen2, Qwen3)\n"
+                    "  ollama  the GGUF and a Modelfile whose TEMPLATE renders plain chat as\n"
+                    "          training did",
         epilog="examples:\n"
                "  agentsft export runs/demo/run -o exports/marlo\n"
-               "  agentsft export runs/demo/run -o exports/marlo.gguf --to gguf --dtype q8_0\n"
+               "  agentsft export runs/demo/run -o exports/marlo-gguf --to gguf --dtype q8_0\n"
                "  agentsft export runs/demo/run -o exports/marlo-ollama --to ollama --force\n"
                "then: vllm serve exports/marlo --enable-auto-tool-choice --tool-call-parser hermes\n"
-               "      llama-server -m exports/marlo.gguf/model.gguf --jinja\n"
+               "      llama-server -m exports/marlo-gguf/model.gguf --jinja\n"
                "      ollama create marlo -f exports/marlo-ollama/Modelfile",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", metavar="RUN_DIR", help="a training run (or its final/ folder)")
