@@ -340,7 +340,7 @@ def test_ollama_refuses_a_template_that_is_not_per_message(tokenizer):
     from agentsft.export.gguf import ollama_modelfile
     native = get_template("native", tokenizer)  # SmolLM2's adds a system turn where none is given
     with pytest.raises(AgentsftError, match="--jinja"):
-        ollama_modelfile(native, tokenizer)
+        ollama_modelfile(native)
 
 
 def test_the_default_models_facts_match_its_packaged_gguf():
@@ -433,3 +433,11 @@ def test_a_bfloat16_export_computes_as_the_run_in_bfloat16(lora_run, tmp_path):
     assert next(run.model.parameters()).dtype == torch.bfloat16
     with torch.no_grad():
         assert torch.equal(run.model(torch.tensor(IDS)).logits, export.model(torch.tensor(IDS)).logits)
+
+
+def test_the_card_lists_a_weighted_mix(tmp_path):
+    from agentsft.export.card import data_line
+    (tmp_path / "a.jsonl").write_text('{"messages": []}\n{"messages": []}\n')
+    assert data_line(str(tmp_path / "a.jsonl")) == f"- `{tmp_path / 'a.jsonl'}`: 2 records"
+    assert data_line({"path": str(tmp_path / "a.jsonl"), "weight": 2, "split": "train"}) == \
+        f"- `{tmp_path / 'a.jsonl'}` (weight 2, split train): 2 records"

@@ -176,13 +176,13 @@ def test_sources_mix_with_weights(tables, tiny_model, tmp_path):
     from agentsft.training import train
     out = tmp_path / "run"
     sources = [{"path": str(tables / "data.parquet"), "weight": 2},
-               {"path": str(tables / "saved"), "split": "test", "weight": 0.5}]
+               {"path": str(tables / "saved"), "split": "train", "weight": 0.5}]
     train(config.load(flags={"model.name": str(tiny_model), "data.train": sources,
                              "data.val_fraction": 0.3, "data.template": "hermes",
                              "training.output": str(out), "training.max_steps": 1,
                              "training.batch_size": 2}))
     mix = json.loads((out / "data_mix.json").read_text())
-    assert [(m["read"], m["held_out"], m["trained_on"]) for m in mix] == [(7, 2, 10), (2, 1, 0)]
+    assert [(m["read"], m["held_out"], m["trained_on"]) for m in mix] == [(7, 2, 10), (7, 2, 2)]
     assert "weight: 0.5" in (out / "config.yaml").read_text()
 
 

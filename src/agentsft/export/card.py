@@ -60,7 +60,7 @@ def model_card(t: Any, form: str, dtype: str) -> str:
         lines.append("")
     data = (cfg.get("data") or {}).get("train") or []
     if data:
-        lines += ["## Data", ""] + [f"- `{path}`: {records(path)}" for path in data] + [""]
+        lines += ["## Data", ""] + [data_line(entry) for entry in data] + [""]
     lines += evaluation(t.run_dir)
     lines += ["## Use", ""] + USE[form] + [""]
     return "\n".join(lines)
@@ -111,6 +111,14 @@ def base_license(base: str) -> str | None:
         return None
     value = front.get("license") if isinstance(front, dict) else None
     return str(value) if value else None
+
+
+def data_line(entry: str | dict) -> str:
+    """A ``data.train`` entry: a path, or a source of a weighted mix."""
+    if not isinstance(entry, dict):
+        return f"- `{entry}`: {records(entry)}"
+    options = ", ".join(f"{k} {entry[k]}" for k in ("weight", "split", "config", "revision") if k in entry)
+    return f"- `{entry['path']}` ({options}): {records(entry['path'])}"
 
 
 def records(path: str) -> str:

@@ -31,6 +31,7 @@ ARCHITECTURES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3"
 """transformers model type -> llama.cpp architecture. Mistral without a sliding window is
 Llama's computation; llama.cpp writes it as llama too."""
 INTERLEAVED = {"llama"}
+CONVERT = "Fix: export --to hf and convert that folder with llama.cpp's convert_hf_to_gguf.py"
 """llama.cpp architectures that rotate interleaved pairs: their q and k rows are reordered."""
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -47,7 +48,7 @@ def export_gguf(run: str | Path, out: str | Path, dtype: str = "f16", force: boo
     refuse_existing(out, force)
     t = trained(run, "float32")
     arch = gguf_architecture(t.model.config)
-    modelfile = ollama_modelfile(t.template, t.tokenizer) if ollama else None
+    modelfile = ollama_modelfile(t.template) if ollama else None
 
     def fill(tmp: Path) -> None:
         write_gguf(t, arch, tmp / FILE, dtype)
@@ -63,8 +64,7 @@ def gguf_architecture(config: Any) -> str:
     model computes; anything else is refused with what is supported."""
     kind = getattr(config, "model_type", None)
     supported = ", ".join(ARCHITECTURES)
-    fix = (f"--to gguf writes {supported} models. Fix: export --to hf and convert that folder "
-           f"with llama.cpp's convert_hf_to_gguf.py")
+    fix = f"--to gguf writes {supported} models. {CONVERT}"
     if kind not in ARCHITECTURES:
         raise AgentsftError(f"this run's model is {kind}. {fix}")
     rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
@@ -145,8 +145,7 @@ def gguf_tensors(model: Any, arch: str):
             continue
         new = names.get_name(name, try_suffixes=(".weight", ".bias"))
         if new is None:
-            raise AgentsftError(f"the weight {name} has no place in llama.cpp's {arch} layout. Fix: "
-                                f"export --to hf and convert with llama.cpp's convert_hf_to_gguf.py")
+            raise AgentsftError(f"the weight {name} has no place in llama.cpp's {arch} layout. {CONVERT}")
         data = weight.detach().float().cpu().numpy()
         if arch in INTERLEAVED and name.endswith("q_proj.weight"):
             data = interleaved(data, heads)
@@ -172,8 +171,7 @@ def add_tokenizer(writer: Any, t: Any, vocab_size: int) -> None:
     model = spec.get("model") or {}
     if model.get("type") != "BPE" or model.get("byte_fallback") or (spec.get("decoder") or {}).get("type") != "ByteLevel":
         raise AgentsftError("--to gguf writes byte-level BPE tokenizers (GPT-2 style: SmolLM, Llama 3, "
-                            "Qwen); this run's tokenizer is another kind. Fix: export --to hf and "
-                            "convert with llama.cpp's convert_hf_to_gguf.py")
+                            f"Qwen); this run's tokenizer is another kind. {CONVERT}")
     tokens, kinds = vocabulary(tok, vocab_size)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(pre_tokenizer(spec, t.base))
@@ -244,7 +242,7 @@ PLAIN = (["system", "user", "assistant", "user"], ["user", "assistant", "user"],
 """Conversations on which the Modelfile's pieces must compose to the template's render."""
 
 
-def ollama_modelfile(template: Any, tokenizer: Any) -> str:
+def ollama_modelfile(template: Any) -> str:
     """A Modelfile: the GGUF, a TEMPLATE in Ollama's Go template language rendering plain
     chat exactly as the run's template does, and the template's stop strings."""
     wrappers, generation = role_wrappers(template)
