@@ -1,6 +1,8 @@
 """Reading data larger than memory: rows/s and peak memory of ``agentsft data check`` (read
-and validate) and ``agentsft data stats`` (read, render and tokenize) on a Parquet file of
-xLAM-layout rows (JSON strings inside, as the corpus has them), each in its own process.
+and validate), ``agentsft data stats`` (read, render and tokenize) and the tokenizing that
+training does (``tokenize``: every row streamed into the run's Arrow rows file, as
+``agentsft train`` does before its first step) on a Parquet file of xLAM-layout rows (JSON
+strings inside, as the corpus has them), each in its own process.
 
     python bench/data_stream.py                 # 1,000,000 rows
     python bench/data_stream.py --rows 100000
@@ -23,6 +25,11 @@ CITIES = ["Paris", "Rome", "Oslo", "Lima", "Kyiv", "Pune", "Cork", "Fez", "Riga"
 PEAK = ("import resource, runpy, sys\nsys.argv = ['agentsft', *sys.argv[1:]]\ntry:\n"
         "    runpy.run_module('agentsft', run_name='__main__')\nfinally:\n"
         "    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+TOKENIZE = ("import resource, sys\nfrom agentsft import config\n"
+            "from agentsft.training.data import prepare_data, tokenizer_and_template\n"
+            "cfg = config.load(flags={'data.train': [sys.argv[1]], 'training.output': sys.argv[2]})\n"
+            "print(prepare_data(cfg, *tokenizer_and_template(cfg))[0].table.num_rows, 'rows')\n"
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
 
 
 def write_parquet(path: Path, rows: int, batch: int = 50_000) -> None:
@@ -43,10 +50,11 @@ def write_parquet(path: Path, rows: int, batch: int = 50_000) -> None:
     writer.close()
 
 
-def measure(*args: str) -> tuple[float, float, str]:
-    """Seconds, peak resident MB and stdout of ``agentsft ARGS`` in a fresh process."""
+def measure(*args: str, code: str = PEAK) -> tuple[float, float, str]:
+    """Seconds, peak resident MB and stdout of ``agentsft ARGS`` (or of ``code``) in a fresh
+    process."""
     start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", PEAK, *args], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if r.returncode != 0:
         sys.exit(r.stderr[-2000:])
@@ -56,7 +64,8 @@ def measure(*args: str) -> tuple[float, float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--verbs", default="check,stats", help="which of check, stats to run")
+    ap.add_argument("--verbs", default="check,stats,tokenize",
+                    help="which of check, stats, tokenize to run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "xlam.parquet"
@@ -64,9 +73,13 @@ def main() -> None:
         print(f"{args.rows:,} rows, {path.stat().st_size / 1e6:.1f} MB of Parquet")
         print("| verb | seconds | rows/s | peak memory |\n|---|---|---|---|")
         for verb in args.verbs.split(","):
-            seconds, peak, out = measure("data", verb, str(path))
-            print(f"| data {verb} | {seconds:.1f} | {args.rows / seconds:,.0f} | {peak:.0f} MB |")
-        print(out.strip().splitlines()[0])
+            if verb == "tokenize":
+                seconds, peak, out = measure(str(path), str(Path(tmp) / "run"), code=TOKENIZE)
+            else:
+                seconds, peak, out = measure("data", verb, str(path))
+            name = "train (tokenize)" if verb == "tokenize" else f"data {verb}"
+            print(f"| {name} | {seconds:.1f} | {args.rows / seconds:,.0f} | {peak:.0f} MB |  "
+                  + out.strip().splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -108,6 +108,24 @@ def test_bfcl_python_type_names_become_json_schema():
         "type": "object", "properties": {"x": {}}}
 
 
+def test_bfcl_possible_answers_are_joined_by_id(tmp_path):
+    """BFCL keeps gold calls apart, in possible_answer/NAME beside the question file: they are
+    joined by id, from the file or its folder (which does not read them as questions)."""
+    records = [json.loads(line) for line in (CORPORA / "bfcl.jsonl").read_text().splitlines()]
+    (tmp_path / "possible_answer").mkdir()
+    (tmp_path / "BFCL_v3_simple.json").write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "ground_truth"}) + "\n" for r in records))
+    (tmp_path / "possible_answer" / "BFCL_v3_simple.json").write_text(
+        "".join(json.dumps({"id": r["id"], "ground_truth": r["ground_truth"]}) + "\n"
+                for r in reversed(records) if "ground_truth" in r))
+    want = [c.to_dict() for c in read("bfcl").conversations]
+    for path in (tmp_path / "BFCL_v3_simple.json", tmp_path):
+        assert [c.to_dict() for c in read_conversations(str(path)).conversations] == want
+    (tmp_path / "possible_answer" / "BFCL_v3_simple.json").write_text('{"id": "simple_1"}\n')
+    with pytest.raises(DataError, match=r"possible_answer/BFCL_v3_simple.json:1: is not a possible answer"):
+        read_conversations(str(tmp_path))
+
+
 @pytest.mark.parametrize("text", ["[get(1)]", "get(city='x')", "[get(city=open('f'))]"])
 def test_a_call_list_that_is_not_python_calls_is_refused(text):
     with pytest.raises(DataError, match="Python calls"):

@@ -410,6 +410,7 @@ def test_resume_after_sigkill_finishes_like_an_uninterrupted_run(tiny_model, tmp
     resumed = run_cli("train", "--resume", str(out))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr and "checkpoint-" in resumed.stderr
+    assert "tokenized rows reused" in resumed.stderr  # not tokenized again
     assert not (out / "checkpoints" / ".tmp-checkpoint-9").exists()
     steps_logged = [r["step"] for r in metrics(out) if "loss" in r]
     assert steps_logged == list(range(1, steps + 1))  # every step once, none lost or repeated

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import sys
 
 from agentsft.cli.common import add_reading, add_rendering, source_options, whole_number
 from agentsft.data.templates import POLICIES
 from agentsft.data.tokenize import TRUNCATION
+from agentsft.errors import AgentsftError
 
 
 def add(verbs) -> None:
@@ -44,9 +47,18 @@ def add(verbs) -> None:
 
     p = sub.add_parser("stats", help="token lengths, trained share, what a max length would cut",
                        description="Token-length percentiles, the trained-token share and a "
-                                   "histogram; with --max-length, how many examples it would "
-                                   "drop or truncate.")
-    p.add_argument("file", metavar="FILE")
+                                   "histogram of each source; with --max-length, how many "
+                                   "examples it would drop or truncate. Several sources, or a "
+                                   "training config whose data.train weights them (--config), "
+                                   "add the mix a run would take.",
+                       epilog="examples:\n  agentsft data stats examples/tools.jsonl --max-length 1024\n"
+                              "  agentsft data stats --config run.yaml   # data.train's sources, "
+                              "weights, model, template and max length",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="*", metavar="FILE")
+    p.add_argument("--config", metavar="CONFIG",
+                   help="a training config (YAML/JSON): measure its data.train with the weights, "
+                        "model, template, policy and max length it sets")
     p.add_argument("--max-length", type=whole_number(1), default=None, metavar="L")
     add_reading(p)
     add_rendering(p)
@@ -76,11 +88,16 @@ def run(args) -> int:
     if args.action == "convert":
         return inspect.convert(args.files, args.to, args.output, args.format, args.skip_invalid,
                                source_options(args))
+    if args.action == "stats" and args.config:
+        return stats_of_config(args)
     if args.action in ("preview", "stats"):
+        if args.action == "stats" and not args.files:
+            raise AgentsftError("data stats: give FILE(s) or --config CONFIG. Fix: agentsft data "
+                                "stats data.jsonl")
         tok, template = tokenizer_and_template(args)
         if args.action == "stats":
-            return inspect.stats(args.file, tok, template, args.policy, args.format,
-                                 args.skip_invalid, args.max_length, source_options(args))
+            return inspect.stats([(f, 1, source_options(args)) for f in args.files], tok, template,
+                                 args.policy, args.format, args.skip_invalid, args.max_length)
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                            and not os.environ.get("NO_COLOR"))
         return inspect.preview(args.file, args.n, tok, template, args.policy, args.format,
@@ -88,3 +105,26 @@ def run(args) -> int:
                                args.truncation, source_options(args))
     print(args.usage(), file=sys.stderr)
     return 2
+
+
+def stats_of_config(args) -> int:
+    """``data stats --config``: the sources of a training config, weighted as it weights
+    them, measured with its model's tokenizer, template, policy and max length."""
+    from agentsft import config, hub
+    from agentsft.data import inspect
+    from agentsft.data.templates import get_template
+    from agentsft.training.data import train_source
+    if args.files:
+        raise AgentsftError("data stats: give FILE(s) or --config, not both. Fix: drop one")
+    cfg = config.load(args.config)
+    d = cfg.data
+    if not d.train:
+        raise AgentsftError(f"{args.config}: data.train is empty. Fix: list the training sources there")
+    base = dataclasses.replace(source_options(args), config=d.config, split=d.split,
+                               revision=d.revision)
+    sources = [train_source(entry, base) for entry in d.train]
+    with hub.collection_paused():
+        tok = hub.load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
+    return inspect.stats([(s.path, s.weight, s.options) for s in sources], tok,
+                         get_template(d.template, tok), d.policy, d.format, d.skip_invalid,
+                         args.max_length or d.max_length)

@@ -132,6 +132,14 @@ MEGABATCH = 16
 examples beginning alike meet; the slices and the batches' order stay random."""
 
 
+def group_key(row: dict[str, list[int]]) -> int:
+    """A digest of the row's first ``GROUP_KEY`` shareable tokens; 0 where too few are
+    shareable. A collision only puts two rows in one group: the collator finds what they
+    really share."""
+    cap = shareable(row)
+    return hash(tuple(row["input_ids"][:min(cap, GROUP_KEY)])) if cap >= MIN_SHARED else 0
+
+
 class PrefixGroupedSampler(torch.utils.data.Sampler):
     """A random order of the examples in which each batch's examples tend to begin alike,
     so that :class:`PackedCollator` holds their shared prompt once. Each epoch: a random
@@ -141,9 +149,8 @@ class PrefixGroupedSampler(torch.utils.data.Sampler):
     system prompt, or none alike, keeps a plain random order."""
 
     def __init__(self, rows: Any, batch_size: int):
-        caps = [(r, shareable(r)) for r in rows]
-        self.keys = [tuple(r["input_ids"][:min(cap, GROUP_KEY)]) if cap >= MIN_SHARED else i
-                     for i, (r, cap) in enumerate(caps)]
+        keys = rows.group_keys() if hasattr(rows, "group_keys") else [group_key(r) for r in rows]
+        self.keys = [int(k) or -1 - i for i, k in enumerate(keys)]  # a row alone: its own key
         self.batch_size = batch_size
 
     def __len__(self) -> int:

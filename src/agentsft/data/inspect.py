@@ -241,10 +241,23 @@ def histogram(values: list[int], bins: int = 12, width: int = 40, mark: int | No
     return lines
 
 
-def stats(path: str, tokenizer: Any, template, policy: str, format: str, skip_invalid: bool,
-          max_length: int | None, source: SourceOptions | None = None) -> int:
-    """Length percentiles, trained share and a histogram, read as a stream: the examples
-    themselves are not kept, only two numbers each."""
+def stats(sources: list[tuple[str, float, SourceOptions | None]], tokenizer: Any, template,
+          policy: str, format: str, skip_invalid: bool, max_length: int | None) -> int:
+    """Length percentiles, trained share and a histogram of each source (path, weight, how
+    to open it), read as a stream: the examples themselves are not kept, only two numbers
+    each. Several sources, or a weight, add the mix training would take."""
+    mix = [(path, weight, source_stats(path, tokenizer, template, policy, format, skip_invalid,
+                                       max_length, options))
+           for path, weight, options in sources]
+    if len(mix) > 1 or any(weight != 1 for _, weight, _ in mix):
+        say_mix(mix)
+    return 0
+
+
+def source_stats(path: str, tokenizer: Any, template, policy: str, format: str,
+                 skip_invalid: bool, max_length: int | None, source: SourceOptions | None
+                 ) -> tuple[int, int, int]:
+    """One source's figures, said; (examples, tokens, trained tokens) returned."""
     read, enc = ReadReport(), EncodeReport()
     convs = tqdm(stream_conversations(path, format, skip_invalid, read, source), desc="reading",
                  unit="conv", leave=False, mininterval=1, disable=not sys.stderr.isatty())
@@ -256,7 +269,7 @@ def stats(path: str, tokenizer: Any, template, policy: str, format: str, skip_in
     lengths = array("i", sorted(lengths))
     if not lengths:
         say(f"{path}: no usable examples")
-        return 0
+        return 0, 0, 0
     tokens = sum(lengths)
     say(f"{path}: {len(lengths)} examples, {tokens} tokens, {trained} trained "
         f"({100 * trained / tokens:.1f}%) [template {template.name}, policy {policy}]")
@@ -271,7 +284,20 @@ def stats(path: str, tokenizer: Any, template, policy: str, format: str, skip_in
     say("length histogram (tokens):")
     for line in histogram(lengths, mark=max_length):
         say(line)
-    return 0
+    return len(lengths), tokens, trained
+
+
+def say_mix(mix: list[tuple[str, float, tuple[int, int, int]]]) -> None:
+    """What each source gives a weighted run (before its validation share is held out):
+    weight 2 takes every example twice, 0.5 half of them."""
+    taken = [(path, weight, weight * n, weight * tokens, weight * trained)
+             for path, weight, (n, tokens, trained) in mix]
+    total = sum(t[4] for t in taken) or 1
+    say("mix (as training takes it, before the validation hold-out):")
+    say(f"  {'source':<40} {'weight':>6} {'examples':>9} {'tokens':>11} {'trained':>10} {'share':>6}")
+    for path, weight, n, tokens, trained in taken:
+        say(f"  {path[-40:]:<40} {weight:>6g} {round(n):>9} {round(tokens):>11} "
+            f"{round(trained):>10} {100 * trained / total:>5.1f}%")
 
 
 # ---------------------------------------------------------------------------

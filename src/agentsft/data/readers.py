@@ -106,8 +106,11 @@ def stream_file(path: str, format: str, skip_invalid: bool, report: ReadReport,
     fmt = format if format != "auto" else detect_format(path, [r for _, r in first])
     report.formats[path] = fmt
     reader = READERS[fmt]
+    answers = possible_answers(path) if fmt == "bfcl" else {}
     for where, raw in itertools.chain(first, records):
         try:
+            if answers and isinstance(raw, dict) and "ground_truth" not in raw and raw.get("id") in answers:
+                raw = {**raw, "ground_truth": answers[raw["id"]]}
             conv = reader(raw)
             conv.source = where
             if isinstance(raw, dict) and isinstance(raw.get("id"), (str, int)):
@@ -120,6 +123,22 @@ def stream_file(path: str, format: str, skip_invalid: bool, report: ReadReport,
             report.skipped.append(e)
             continue
         yield conv
+
+
+def possible_answers(path: str) -> dict[Any, Any]:
+    """BFCL keeps the gold calls of ``DIR/NAME.json`` apart, in ``DIR/possible_answer/NAME.json``
+    (one ``{"id", "ground_truth"}`` a line); they are joined to the questions by id. Each
+    argument lists the values it accepts; the first is taken as the gold one."""
+    file = os.path.join(os.path.dirname(path), "possible_answer", os.path.basename(path))
+    if not os.path.isfile(file):
+        return {}
+    answers = {}
+    for where, raw in iter_records(file, None):
+        if not isinstance(raw, dict) or "id" not in raw or "ground_truth" not in raw:
+            raise DataError("is not a possible answer", where=where,
+                            fix='write each line as {"id": ..., "ground_truth": [...]}')
+        answers[raw["id"]] = raw["ground_truth"]
+    return answers
 
 
 # ---------------------------------------------------------------------------

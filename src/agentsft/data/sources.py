@@ -65,7 +65,8 @@ def expanded(path: str) -> list[str]:
         return [path]
     files = []
     for top, dirs, names in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        # BFCL's gold calls, joined to the question files beside them (readers.possible_answers)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "possible_answer")
         for d in [d for d in dirs if is_saved(os.path.join(top, d))]:
             files.append(os.path.join(top, d))  # a saved dataset inside: one source
             dirs.remove(d)

@@ -124,27 +124,44 @@ def encoded(convs: Iterable[Conversation], tokenizer: Any, template: AgentTempla
     specials = special_strings(tokenizer)
     for conv in convs:
         try:
-            refuse_special_text(conv, specials)
-            ex = encode(template.render(conv, policy), tokenizer, conv.source)
-            if max_length is not None and len(ex) > max_length:
-                if truncation == "drop":
-                    report.dropped.append(conv.source or "?")
-                    continue
-                ex = Example(ex.input_ids[:max_length], ex.trained[:max_length], ex.source,
-                             ex.offsets[:max_length])
-                report.truncated.append(conv.source or "?")
-            if not ex.n_trained:
-                cut = " after truncation" if max_length is not None and len(ex) == max_length else ""
-                raise DataError(f"no token is trained{cut} under loss policy {policy!r}",
-                                fix="raise --max-length, check the train flags, or pass "
-                                    "--skip-invalid to leave it out")
+            ex, fate = encode_one(conv, tokenizer, template, policy, max_length, truncation, specials)
         except DataError as e:
-            e.at(conv.source or "?")
             if not skip_invalid:
                 raise
             report.skipped.append(e)
             continue
-        yield ex
+        if fate == "dropped":
+            report.dropped.append(conv.source or "?")
+        elif fate == "truncated":
+            report.truncated.append(conv.source or "?")
+        if ex is not None:
+            yield ex
+
+
+def encode_one(conv: Conversation, tokenizer: Any, template: AgentTemplate, policy: str,
+               max_length: int | None, truncation: str, specials: list[str]
+               ) -> tuple[Example | None, str]:
+    """One conversation's example and what became of it: ``ok``, ``truncated``, or
+    ``dropped`` (longer than ``max_length``; no example). A conversation left with no
+    trained token is a :class:`DataError` naming where it came from."""
+    try:
+        refuse_special_text(conv, specials)
+        ex = encode(template.render(conv, policy), tokenizer, conv.source)
+        fate = "ok"
+        if max_length is not None and len(ex) > max_length:
+            if truncation == "drop":
+                return None, "dropped"
+            ex = Example(ex.input_ids[:max_length], ex.trained[:max_length], ex.source,
+                         ex.offsets[:max_length])
+            fate = "truncated"
+        if not ex.n_trained:
+            cut = " after truncation" if fate == "truncated" else ""
+            raise DataError(f"no token is trained{cut} under loss policy {policy!r}",
+                            fix="raise --max-length, check the train flags, or pass "
+                                "--skip-invalid to leave it out")
+    except DataError as e:
+        raise e.at(conv.source or "?")
+    return ex, fate
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

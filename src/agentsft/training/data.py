@@ -1,22 +1,26 @@
-"""Preparing the data of a run: conversations -> masked token rows, with a held-out
-validation split; anything skipped, dropped or truncated is counted and said."""
+"""Preparing the data of a run: its sources' token rows (made once, kept beside the run),
+a held-out validation split and the weighted mix; anything skipped, dropped or truncated
+is counted and said."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 from agentsft.config import Config, hf_token
-from agentsft.data.readers import read_conversations
-from agentsft.data.sources import SourceOptions
+from agentsft.data.readers import ReadReport, stream_conversations
 from agentsft.data.schema import Conversation
+from agentsft.data.sources import SourceOptions
 from agentsft.data.templates import AgentTemplate, get_template
-from agentsft.data.tokenize import Example, encode_conversations
 from agentsft.errors import AgentsftError
-from agentsft.hub import context_length, is_main, load_tokenizer, quiet_loading, say
+from agentsft.hub import context_length, load_tokenizer, quiet_loading, say
+from agentsft.training.rows import FATES, LISTED, Rows, Settings, Source, Tokenized, tokenized
+from agentsft.training.rundir import RunDir
 
 
 def split_validation(convs: list[Conversation], fraction: float, seed: int
@@ -33,66 +37,108 @@ def split_validation(convs: list[Conversation], fraction: float, seed: int
 
 
 def prepare_data(cfg: Config, tokenizer: Any, template: Any, mix: list[dict] | None = None
-                 ) -> tuple[list[Example], list[Example], list[Conversation]]:
-    """Training rows, validation rows, and the validation conversations (for generation);
-    how much of each source was used goes in ``mix``."""
+                 ) -> tuple[Rows, Rows, list[Conversation]]:
+    """Training rows, validation rows, and (where tool evaluation runs while training) the
+    validation conversations; how much of each source was used goes in ``mix``. The rows are
+    tokenized once into ``RUN_DIR/tokenized`` (see :mod:`agentsft.training.rows`)."""
     d = cfg.data
     if not d.train:
         raise AgentsftError("no training data. Fix: pass --data FILE (or set data.train)")
-    source = SourceOptions(config=d.config, split=d.split, revision=d.revision, token=hf_token())
-    train_convs, val_convs = mixed_sources(cfg, source, mix if mix is not None else [])
-    if d.val:
-        val_read = read_conversations(d.val, d.format, d.skip_invalid, source)
-        report_skipped(val_read.skipped, "invalid validation record")
-        val_convs = val_read.conversations
-    rows = []
-    for name, convs in (("training", train_convs), ("validation", val_convs)):
-        enc = encode_conversations(convs, tokenizer, template, d.policy, d.max_length,
-                                   d.truncation, d.skip_invalid, progress=is_main())
-        report_skipped(enc.skipped, f"{name} example")
-        if enc.dropped:
-            say(f"dropped {len(enc.dropped)} {name} example(s) longer than data.max_length="
-                f"{d.max_length} (first: {enc.dropped[0]}); set data.truncation=truncate to keep them")
-        if enc.truncated:
-            say(f"truncated {len(enc.truncated)} {name} example(s) to {d.max_length} tokens")
-        rows.append(enc.examples)
-    train_rows, val_rows = rows
-    if not train_rows or not any(ex.n_trained for ex in train_rows):
+    if not cfg.training.output:
+        raise AgentsftError("no run directory. Fix: pass --output runs/NAME (or set training.output)")
+    base = SourceOptions(config=d.config, split=d.split, revision=d.revision, token=hf_token())
+    sources = [train_source(entry, base) for entry in d.train] + [
+        Source(str(path), base, val=True) for path in d.val]
+    settings = Settings(d.format, d.policy, d.max_length, d.truncation, d.skip_invalid)
+    made = tokenized(RunDir(Path(cfg.training.output)).tokenized, sources, settings, tokenizer,
+                     template, build=int(os.environ.get("LOCAL_RANK", "0")) == 0)
+    for source, skipped in zip(sources, made.read_skipped):
+        report_skipped(skipped["first"], skipped["count"],
+                       f"invalid {'validation ' if source.val else ''}record in {source.path}")
+    train_at, val_at, held = chosen_rows(cfg, sources, made, mix if mix is not None else [])
+    train_rows = Rows(made.table, kept_rows(made, train_at, "training", d))
+    val_rows = Rows(made.table, kept_rows(made, val_at, "validation", d))
+    if not len(train_rows):
         raise AgentsftError(f"nothing to train on: no training example has a trained token "
                             f"(data: {', '.join(map(str, d.train))}). Fix: check data.policy, the train "
                             f"flags and data.max_length")
     check_max_length(cfg)
-    trained = sum(ex.n_trained for ex in train_rows)
+    trained = int(made.column("trained")[train_rows.index].sum())
     say(f"data: {len(train_rows)} training examples ({trained} trained tokens), "
         f"{len(val_rows)} validation; template {template.name}, policy {d.policy}")
+    val_convs = held_conversations(sources, held, settings) if cfg.eval.tool_eval_every else []
     return train_rows, val_rows, val_convs
 
 
-def mixed_sources(cfg: Config, source: SourceOptions, mix: list[dict]
-                  ) -> tuple[list[Conversation], list[Conversation]]:
-    """Training and held-out conversations from ``data.train``. Each source's validation
-    share is held out before its weight applies (a repeated conversation never lands on both
-    sides); weight 2 takes each conversation twice, 0.5 a seeded half. The mix is said and
-    added to ``mix`` (train() writes it to RUN_DIR/data_mix.json)."""
+def train_source(entry: str | dict, base: SourceOptions) -> Source:
+    """An entry of ``data.train``: a path, or ``{path, weight, split, config, revision}``."""
+    spec = entry if isinstance(entry, dict) else {"path": entry}
+    options = dataclasses.replace(base, **{k: spec[k] for k in ("split", "config", "revision")
+                                           if spec.get(k) is not None})
+    return Source(str(spec["path"]), options, float(spec.get("weight", 1)))
+
+
+def chosen_rows(cfg: Config, sources: list[Source], made: Tokenized, mix: list[dict]
+                ) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Positions in the rows file of the training rows (weighted) and the validation rows,
+    and each source's held-out conversations (by their number in it). Each source's
+    validation share is held out before its weight applies (a repeated conversation never
+    lands on both sides); weight 2 takes each conversation twice, 0.5 a seeded half. The mix
+    is said and added to ``mix`` (train() writes it to RUN_DIR/data_mix.json)."""
     d, rng = cfg.data, random.Random(cfg.training.seed)
-    train, val = [], []
-    for entry in d.train:
-        spec = entry if isinstance(entry, dict) else {"path": entry}
-        opts = dataclasses.replace(source, **{k: spec[k] for k in ("split", "config", "revision")
-                                              if spec.get(k) is not None})
-        read = read_conversations(spec["path"], d.format, d.skip_invalid, opts)
-        report_skipped(read.skipped, f"invalid record in {spec['path']}")
-        kept, held = (read.conversations, []) if d.val else split_validation(
-            read.conversations, d.val_fraction, cfg.training.seed)
-        used = weighted(kept, float(spec.get("weight", 1)), rng)
-        train += used
-        val += held
-        mix.append({"path": spec["path"], "weight": spec.get("weight", 1), "read": len(read.conversations),
-                    "skipped": len(read.skipped), "held_out": len(held), "trained_on": len(used)})
+    train, val, held_by_source = [], [], []
+    has_val = any(s.val for s in sources)
+    for source, start, size, skipped in zip(sources, made.starts(), made.sizes, made.read_skipped):
+        every = list(range(size))
+        if source.val:
+            val.append(np.arange(start, start + size))
+            held_by_source.append(every)
+            continue
+        kept, held = (every, []) if has_val else split_validation(every, d.val_fraction,
+                                                                 cfg.training.seed)
+        used = weighted(kept, source.weight, rng)
+        train.append(start + np.asarray(used, dtype=np.int64))
+        val.append(start + np.asarray(held, dtype=np.int64))
+        held_by_source.append(held)
+        weight = int(source.weight) if source.weight == int(source.weight) else source.weight
+        mix.append({"path": source.path, "weight": weight, "read": size, "skipped": skipped["count"],
+                    "held_out": len(held), "trained_on": len(used)})
     if len(mix) > 1 or any(m["weight"] != 1 for m in mix):
         say("data mix: " + "; ".join(f"{m['path']} x{m['weight']}: {m['trained_on']} of {m['read'] - m['held_out']}"
                                      for m in mix))
-    return train, val
+    return np.concatenate(train), np.concatenate(val), held_by_source
+
+
+def kept_rows(made: Tokenized, at: np.ndarray, name: str, d: Any) -> np.ndarray:
+    """The rows at ``at`` that have tokens; the skipped, dropped and cut ones said."""
+    fates = made.column("fate")[at]
+    for fate, say_it in (("skipped", None), ("dropped", "dropped"), ("truncated", "truncated")):
+        where = at[fates == FATES.index(fate)]
+        if not len(where):
+            continue
+        notes = [made.table[int(i)]["note"] for i in where[:LISTED]]
+        if fate == "skipped":
+            report_skipped(notes, len(where), f"{name} example")
+        elif fate == "dropped":
+            say(f"dropped {len(where)} {name} example(s) longer than data.max_length="
+                f"{d.max_length} (first: {notes[0]}); set data.truncation=truncate to keep them")
+        else:
+            say(f"truncated {len(where)} {name} example(s) to {d.max_length} tokens")
+    return at[(fates == FATES.index("ok")) | (fates == FATES.index("truncated"))]
+
+
+def held_conversations(sources: list[Source], held: list[list[int]], settings: Settings
+                       ) -> list[Conversation]:
+    """The held-out conversations themselves (tool evaluation generates from them), read
+    again from their sources: only they are kept in memory."""
+    convs = []
+    for source, numbers in zip(sources, held):
+        wanted = set(numbers)
+        if wanted:
+            stream = stream_conversations(source.path, settings.format, settings.skip_invalid,
+                                          ReadReport(), source.options)
+            convs += [c for i, c in enumerate(stream) if i in wanted]
+    return convs
 
 
 def weighted(convs: list[Conversation], weight: float, rng: random.Random) -> list[Conversation]:
@@ -116,22 +162,11 @@ def check_max_length(cfg: Config) -> None:
                             f"({limit} tokens). Fix: --set data.max_length={limit} or less")
 
 
-def report_skipped(errors: list, what: str) -> None:
-    if errors:
-        say(f"skipped {len(errors)} {what}(s):")
-        for e in errors[:20]:
+def report_skipped(first: list, count: int, what: str) -> None:
+    """``count`` things left out, the ``first`` few of them listed."""
+    if count:
+        say(f"skipped {count} {what}(s):")
+        for e in first[:LISTED]:
             say(f"  {e}")
-        if len(errors) > 20:
-            say(f"  ... and {len(errors) - 20} more")
-
-
-class Rows(torch.utils.data.Dataset):
-    def __init__(self, examples: list[Example]):
-        self.examples = examples
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        ex = self.examples[i]
-        return {"input_ids": ex.input_ids, "labels": ex.labels}
+        if count > LISTED:
+            say(f"  ... and {count - LISTED} more")

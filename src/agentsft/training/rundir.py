@@ -6,6 +6,8 @@ cleaned up to continue from its last complete checkpoint.
             final/  best/     the trained adapter or model, tokenizer, agentsft.json
             metrics.jsonl     one line per log, validation and tool evaluation
             best.json  loss.png  tensorboard/
+            tokenized/        the data's token rows (Arrow), reused on resume
+            data_mix.json     how much of each source was trained on
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
+
+    @property
+    def tokenized(self) -> Path:
+        return self.root / "tokenized"
 
     def last_checkpoint(self) -> Path | None:
         """The newest complete checkpoint (only complete ones carry the final name)."""

@@ -26,12 +26,12 @@ from agentsft.data.collate import (
     token_counts,
 )
 from agentsft.data.schema import Conversation
-from agentsft.data.tokenize import IGNORE_INDEX, Example
+from agentsft.data.tokenize import IGNORE_INDEX
 from agentsft.errors import AgentsftError
 from agentsft.hub import world_size
 from agentsft.training.callbacks import RunLog, ToolEval
-from agentsft.training.data import Rows
 from agentsft.training.model import precision_flags
+from agentsft.training.rows import Rows
 from agentsft.training.rundir import CHECKPOINT, RunDir, checkpoint_steps, read_best
 
 
@@ -260,7 +260,7 @@ class AgentTrainer(Trainer):
 
 
 def build_trainer(cfg: Config, run: RunDir, model: Any, tokenizer: Any, template: Any,
-                  rows: tuple[list[Example], list[Example], list[Conversation]],
+                  rows: tuple[Rows, Rows, list[Conversation]],
                   device: str) -> AgentTrainer:
     """The Trainer of this run: batches packed or padded (as the model allows), our log and,
     where asked, tool-call evaluation while training."""
@@ -269,14 +269,14 @@ def build_trainer(cfg: Config, run: RunDir, model: Any, tokenizer: Any, template
     packed, restore = start_packing(model, t.packing, device, t.fast_path != "off")
     share = shares_prefixes(model, packed, t.group_by_prefix, noisy=bool(t.neftune_alpha))
     try:
-        args = training_arguments(cfg, run, device, bool(val_rows), packed)
+        args = training_arguments(cfg, run, device, bool(len(val_rows)), packed)
     except ValueError as e:  # e.g. an optimizer name transformers does not know
         raise AgentsftError(f"the training settings were refused: {str(e).splitlines()[0]}. "
                             f"Fix: check training.optimizer and the other training keys") from None
     log = RunLog(run, t.best_metric)
     trainer = AgentTrainer(
-        model=model, args=args, train_dataset=Rows(train_rows),
-        eval_dataset=Rows(val_rows) if val_rows else None,
+        model=model, args=args, train_dataset=train_rows,
+        eval_dataset=val_rows if len(val_rows) else None,
         data_collator=PackedCollator(share) if packed else
         PadCollator(tokenizer.pad_token_id, 8 if device.startswith("cuda") else 1),
         callbacks=[log], run=run, keep_last=t.keep_last, best_metric=t.best_metric,
