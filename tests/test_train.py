@@ -152,12 +152,11 @@ def test_full_fine_tune_updates_and_reloads(tiny_model, data, tmp_path):
 
 
 def test_validation_split_is_seeded_disjoint_and_never_the_training_set():
-    items = list(range(50))
-    tr, va = split_validation(items, 0.2, seed=7)
-    assert len(va) == 10 and not set(tr) & set(va) and sorted(tr + va) == items
-    assert split_validation(items, 0.2, seed=7) == (tr, va)
-    assert split_validation(items, 0.2, seed=8)[1] != va
-    assert split_validation([1], 0.5, seed=0) == ([1], [])  # too few to hold any out
+    tr, va = (a.tolist() for a in split_validation(50, 0.2, seed=7))
+    assert len(va) == 10 and not set(tr) & set(va) and sorted(tr + va) == list(range(50))
+    assert [a.tolist() for a in split_validation(50, 0.2, seed=7)] == [tr, va]
+    assert split_validation(50, 0.2, seed=8)[1].tolist() != va
+    assert [a.tolist() for a in split_validation(1, 0.5, seed=0)] == [[0], []]  # too few to spare
 
 
 def test_nothing_to_train_is_refused_before_the_model_loads(tiny_model, tmp_path, monkeypatch):
@@ -454,7 +453,8 @@ def test_a_failed_start_leaves_the_folder_free_and_method_flag_wins(tiny_model, 
 
 
 def test_two_processes_follow_the_same_loss_curve_as_one(tiny_model, data, tmp_path):
-    """Data parallel under torchrun (gloo, CPU): same global batch, same losses."""
+    """Data parallel launched as the README says, ``accelerate launch`` with
+    configs/accelerate/ddp.yaml (two processes; gloo on CPU): same global batch, same losses."""
     # Validation every 2 steps and saves far apart: a new best forces a save between the
     # save steps, which every rank must enter together.
     base = ["--model", str(tiny_model), "--data", str(data["train"]), "--max-steps", "6",
@@ -464,8 +464,9 @@ def test_two_processes_follow_the_same_loss_curve_as_one(tiny_model, data, tmp_p
             "--set", "training.precision=fp32", "--set", "training.learning_rate=1e-2"]
     one = run_cli("train", *base, "--output", str(tmp_path / "one"), "--set", "training.batch_size=4")
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node", "2", "-m", "agentsft", "train", *base,
+    two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                          str(ROOT / "configs" / "accelerate" / "ddp.yaml"), "--num_processes", "2",
+                          "-m", "agentsft", "train", *base,
                           "--output", str(tmp_path / "two"), "--set", "training.batch_size=2"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]

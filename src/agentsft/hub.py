@@ -238,7 +238,8 @@ def auto_dtype(device: str) -> str:
 
 def torch_dtype(name: str):
     import torch
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+            "uint8": torch.uint8}[name]
 
 
 def quiet_loading() -> None:
@@ -288,9 +289,10 @@ def bnb_config(quant: QuantizationOptions, device: str) -> Any:
     from transformers import BitsAndBytesConfig
     if quant.bits == 8:
         return BitsAndBytesConfig(load_in_8bit=True)
+    storage = {"bnb_4bit_quant_storage": torch_dtype(quant.quant_storage)} if quant.quant_storage else {}
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant.quant_type,
                               bnb_4bit_use_double_quant=quant.double_quant,
-                              bnb_4bit_compute_dtype=torch_dtype(quant.compute_dtype))
+                              bnb_4bit_compute_dtype=torch_dtype(quant.compute_dtype), **storage)
 
 
 def model_config(name_or_path: str, trust_remote_code: bool = False,

@@ -102,9 +102,17 @@ class QuantizationOptions:
     """Quantize the quantization constants too (saves ~0.4 bits per parameter)."""
     compute_dtype: str = "bfloat16"
     """Dtype of the matrix products on dequantized weights."""
+    quant_storage: str | None = None
+    """Dtype the 4-bit weights are packed in (bitsandbytes' ``bnb_4bit_quant_storage``). None:
+    uint8, or the compute dtype under FSDP and DeepSpeed ZeRO-3, which must shard them with
+    the other weights."""
 
     def __post_init__(self):
         self.compute_dtype = self.compute_dtype.removeprefix("torch.")
+        if self.quant_storage is not None:
+            self.quant_storage = self.quant_storage.removeprefix("torch.")
+            choose("quantization.quant_storage", self.quant_storage,
+                   ("uint8", "float32", "bfloat16", "float16"))
         choose("quantization.bits", self.bits, (None, 4, 8))
         choose("quantization.quant_type", self.quant_type, ("nf4", "fp4"))
         choose("quantization.compute_dtype", self.compute_dtype, ("float32", "bfloat16", "float16"))

@@ -23,17 +23,17 @@ from agentsft.training.rows import FATES, LISTED, Rows, Settings, Source, Tokeni
 from agentsft.training.rundir import RunDir
 
 
-def split_validation(convs: list[Conversation], fraction: float, seed: int
-                     ) -> tuple[list[Conversation], list[Conversation]]:
-    """A seeded hold-out: never the training set itself. None when too few to spare."""
-    n_val = round(len(convs) * fraction)
-    if fraction <= 0 or n_val < 1 or len(convs) - n_val < 1:
-        return convs, []
-    order = list(range(len(convs)))
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``0..n-1`` split into kept and held out (each in order), seeded: never the
+    training set itself. None held out when too few to spare."""
+    n_val = round(n * fraction)
+    if fraction <= 0 or n_val < 1 or n - n_val < 1:
+        return np.arange(n), np.arange(0)
+    order = list(range(n))
     random.Random(seed).shuffle(order)
-    held = set(order[:n_val])
-    return ([c for i, c in enumerate(convs) if i not in held],
-            [c for i, c in enumerate(convs) if i in held])
+    held = np.zeros(n, dtype=bool)
+    held[np.asarray(order[:n_val])] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def prepare_data(cfg: Config, tokenizer: Any, template: Any, mix: list[dict] | None = None
@@ -79,7 +79,7 @@ def train_source(entry: str | dict, base: SourceOptions) -> Source:
 
 
 def chosen_rows(cfg: Config, sources: list[Source], made: Tokenized, mix: list[dict]
-                ) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+                ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Positions in the rows file of the training rows (weighted) and the validation rows,
     and each source's held-out conversations (by their number in it). Each source's
     validation share is held out before its weight applies (a repeated conversation never
@@ -89,16 +89,15 @@ def chosen_rows(cfg: Config, sources: list[Source], made: Tokenized, mix: list[d
     train, val, held_by_source = [], [], []
     has_val = any(s.val for s in sources)
     for source, start, size, skipped in zip(sources, made.starts(), made.sizes, made.read_skipped):
-        every = list(range(size))
         if source.val:
             val.append(np.arange(start, start + size))
-            held_by_source.append(every)
+            held_by_source.append(np.arange(size))
             continue
-        kept, held = (every, []) if has_val else split_validation(every, d.val_fraction,
-                                                                 cfg.training.seed)
+        kept, held = (np.arange(size), np.arange(0)) if has_val else split_validation(
+            size, d.val_fraction, cfg.training.seed)
         used = weighted(kept, source.weight, rng)
-        train.append(start + np.asarray(used, dtype=np.int64))
-        val.append(start + np.asarray(held, dtype=np.int64))
+        train.append(start + used)
+        val.append(start + held)
         held_by_source.append(held)
         weight = int(source.weight) if source.weight == int(source.weight) else source.weight
         mix.append({"path": source.path, "weight": weight, "read": size, "skipped": skipped["count"],
@@ -127,13 +126,13 @@ def kept_rows(made: Tokenized, at: np.ndarray, name: str, d: Any) -> np.ndarray:
     return at[(fates == FATES.index("ok")) | (fates == FATES.index("truncated"))]
 
 
-def held_conversations(sources: list[Source], held: list[list[int]], settings: Settings
+def held_conversations(sources: list[Source], held: list[np.ndarray], settings: Settings
                        ) -> list[Conversation]:
     """The held-out conversations themselves (tool evaluation generates from them), read
     again from their sources: only they are kept in memory."""
     convs = []
     for source, numbers in zip(sources, held):
-        wanted = set(numbers)
+        wanted = set(numbers.tolist())
         if wanted:
             stream = stream_conversations(source.path, settings.format, settings.skip_invalid,
                                           ReadReport(), source.options)
@@ -141,10 +140,11 @@ def held_conversations(sources: list[Source], held: list[list[int]], settings: S
     return convs
 
 
-def weighted(convs: list[Conversation], weight: float, rng: random.Random) -> list[Conversation]:
-    """``convs`` taken ``weight`` times: whole copies, then a seeded sample for the rest."""
+def weighted(rows: np.ndarray, weight: float, rng: random.Random) -> np.ndarray:
+    """``rows`` taken ``weight`` times: whole copies, then a seeded sample for the rest."""
     whole, part = int(weight), weight - int(weight)
-    return convs * whole + rng.sample(convs, round(part * len(convs)))
+    picks = rng.sample(range(len(rows)), round(part * len(rows)))
+    return np.concatenate([np.tile(rows, whole), rows[np.asarray(picks, dtype=np.int64)]])
 
 
 def tokenizer_and_template(cfg: Config) -> tuple[Any, AgentTemplate]:

@@ -26,14 +26,27 @@ def run_info(cfg: Config, template: str) -> dict[str, Any]:
             "template": template, "policy": cfg.data.policy, "max_length": cfg.data.max_length}
 
 
+def gathered_weights(trainer: Any) -> dict | None:
+    """Under FSDP or DeepSpeed, the whole weights gathered from every process's shards (every
+    process must call this together); None where each process holds them whole. Saving
+    the sharded model as it is would write empty tensors (ZeRO-3's ``torch.Size([0])``)."""
+    from agentsft.training.launch import sharding
+    if sharding() is None:
+        return None
+    model = trainer.model_wrapped if trainer.is_deepspeed_enabled else trainer.model
+    return trainer.accelerator.get_state_dict(model)
+
+
 def save_outputs(trainer: Any, tokenizer: Any, cfg: Config, template: str,
-                 run: RunDir) -> None:
+                 run: RunDir, weights: dict | None = None) -> None:
     """final/: the trained adapter (or model) with its tokenizer and agentsft.json;
-    best/: the same from the best validation checkpoint."""
+    best/: the same from the best validation checkpoint. ``weights``: the gathered whole
+    weights of a sharded run (:func:`gathered_weights`)."""
     info = json.dumps(run_info(cfg, template), indent=2)
 
     def fill_final(tmp: Path) -> None:
-        trainer.model.save_pretrained(tmp)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model.save_pretrained(tmp, **({"state_dict": weights} if weights is not None else {}))
         tokenizer.save_pretrained(tmp)
         (tmp / RUN_FILE).write_text(info)
 

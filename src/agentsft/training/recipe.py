@@ -27,8 +27,9 @@ from agentsft.hub import is_main, resolve_device, say
 from agentsft.training import rundir
 from agentsft.training.callbacks import RunLog
 from agentsft.training.data import prepare_data, tokenizer_and_template
+from agentsft.training.launch import check_launch
 from agentsft.training.model import build_model, say_parameters, use_adapter_base
-from agentsft.training.outputs import plot_losses, save_outputs
+from agentsft.training.outputs import gathered_weights, plot_losses, save_outputs
 from agentsft.training.rundir import RunDir
 from agentsft.training.trainer import AgentTrainer, build_trainer
 
@@ -65,6 +66,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     """Fine-tune per ``cfg``; with ``resume``, continue ``cfg.training.output`` from its
     last complete checkpoint."""
     run, start = rundir.open_run(cfg.training.output, resume)
+    check_launch(cfg, resolve_device(cfg.model.device))  # before anything loads
     if cfg.training.adapter:
         use_adapter_base(cfg)
     torch.manual_seed(cfg.training.seed)
@@ -82,8 +84,9 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         write_text_atomically(run.root / "data_mix.json", json.dumps(mix, indent=2) + "\n")
     done = run_steps(trainer, start, evaluate_at_end=bool(rows[1]) and not cfg.training.eval_every)
     done.tokenizer, done.template = tokenizer, template
+    weights = gathered_weights(trainer)  # every process: a sharded model's pieces
     if is_main():
-        save_outputs(trainer, tokenizer, cfg, template.name, run)
+        save_outputs(trainer, tokenizer, cfg, template.name, run, weights)
         plot_losses(run)
         say(f"trained {done.steps} steps in {done.seconds:.0f}s ({done.tokens_per_s:.0f} "
             f"tokens/s); train loss {done.train_loss:.4f}; saved to {run.final}")
