@@ -46,7 +46,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_agentsft(data: Path, out: Path, overrides: list[str] = ()) -> dict:
+def run_agentsft(data: Path, out: Path, overrides: list[str] = (), model: str | None = None,
+                 method: str = "lora", steps: int = 0) -> dict:
     from agentsft import config
     from agentsft.training import train
     cfg = config.load(overrides=overrides, flags={
@@ -54,14 +55,22 @@ def run_agentsft(data: Path, out: Path, overrides: list[str] = ()) -> dict:
         "training.output": str(out), "training.epochs": 1, "training.batch_size": BATCH,
         "training.learning_rate": LR, "training.save_every": 10 ** 6,
         "training.log_every": 10 ** 6, "lora.r": LORA["r"], "lora.alpha": LORA["alpha"],
-        "lora.target_modules": LORA["target_modules"]})
+        "lora.target_modules": LORA["target_modules"], "training.method": method,
+        **({"model.name": model} if model else {}),
+        **({"training.max_steps": steps} if steps else {})})
     result = train(cfg)
     params = sum(p.numel() for p in result.model.parameters())
     return {"tokens": result.tokens, "seconds": result.seconds, "params": params,
             "steps": result.steps, "computed_tokens": result.computed_tokens}
 
 
-def run_trl(data: Path, out: Path) -> dict:
+def run_trl(data: Path, out: Path, model: str | None = None, method: str = "lora",
+            steps: int = 0) -> dict:
+    """TRL's SFTTrainer + PEFT. On CPU: a new user's settings (its defaults). On a GPU: its
+    best for the job (bf16, no gradient checkpointing, padding-free where FlashAttention is
+    installed, which its padding-free batches need)."""
+    import importlib.util
+
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, TrainerCallback
@@ -71,13 +80,22 @@ def run_trl(data: Path, out: Path) -> dict:
     from agentsft.data.templates import get_template
     from agentsft.hub import default_model_dir, load_tokenizer, quiet_loading
     quiet_loading()
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(model) if model else load_tokenizer()
     template = get_template("hermes", tokenizer)
     texts = [template.render(c).text for c in read_conversations(data).conversations]
-    model = AutoModelForCausalLM.from_pretrained(default_model_dir())
+    cuda = torch.cuda.is_available()
+    flash = cuda and importlib.util.find_spec("flash_attn") is not None
+    loading = {"dtype": torch.bfloat16, "attn_implementation": "flash_attention_2" if flash else "sdpa"} if cuda else {}
+    if method == "qlora":
+        from transformers import BitsAndBytesConfig
+        loading["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(model or default_model_dir(), **loading)
+    best = {"bf16": True, "gradient_checkpointing": False, "padding_free": flash} if cuda else {}
     args = SFTConfig(output_dir=str(out), per_device_train_batch_size=BATCH, learning_rate=LR,
                      num_train_epochs=1, report_to="none", save_strategy="no",
-                     disable_tqdm=True, use_cpu=not torch.cuda.is_available())
+                     disable_tqdm=True, use_cpu=not cuda, max_steps=steps or -1, **best)
     lora = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], target_modules=LORA["target_modules"],
                       task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts}),
@@ -100,18 +118,26 @@ def run_trl(data: Path, out: Path) -> dict:
                          "max_length": args.max_length}}
 
 
-def worker(kind: str, data: Path, overrides: list[str]) -> None:
+def worker(kind: str, data: Path, overrides: list[str], model: str | None, method: str,
+           steps: int) -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        row = run_agentsft(data, out, overrides) if kind == "agentsft" else run_trl(data, out)
+        row = (run_agentsft(data, out, overrides, model, method, steps) if kind == "agentsft"
+               else run_trl(data, out, model, method, steps))
     row.update(kind=kind, tokens_per_s=row["tokens"] / row["seconds"], peak_rss_mb=peak_rss_mb())
+    if torch.cuda.is_available():
+        row["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2 ** 30
     print("RESULT " + json.dumps(row), flush=True)
 
 
-def launch(kind: str, data: Path, overrides: list[str]) -> dict:
+def launch(kind: str, data: Path, overrides: list[str], model: str | None = None,
+           method: str = "lora", steps: int = 0) -> dict:
+    """One run in its own process (peak memory is per run)."""
     sets = [a for item in overrides for a in ("--set", item)]
-    proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--data", str(data), *sets],
+    more = ["--model", model] if model else []
+    proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--data", str(data), *sets,
+                           *more, "--method", method, "--steps", str(steps)],
                           capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -127,9 +153,12 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="GROUP.KEY=VALUE",
                    help="an agentsft config override, e.g. --set training.group_by_prefix=false")
     p.add_argument("--worker", choices=("agentsft", "trl"), help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)  # bench/gpu_compare.py's model folders
+    p.add_argument("--method", default="lora", help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        return worker(args.worker, Path(args.data), args.set)
+        return worker(args.worker, Path(args.data), args.set, args.model, args.method, args.steps)
     with tempfile.TemporaryDirectory() as tmp:
         subset = Path(tmp) / "subset.jsonl"
         lines = [line for line in Path(args.data).read_text().splitlines() if line.strip()]

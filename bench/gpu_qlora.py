@@ -38,23 +38,28 @@ WORDS = ("the agent calls a tool when the user asks for weather flights prices o
          "kitchen recipe garden winter summer letter market station museum library").split()
 
 
-def build_model(folder: Path, tokenizer, layers: int) -> float:
-    """A Llama-2-7B-shaped model (width 4096, 11008 MLP, 32 heads) with random bf16
+LLAMA2_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32,
+             "num_key_value_heads": 32, "tie_word_embeddings": False}
+
+
+def build_model(folder: Path, tokenizer, layers: int, shape: dict = LLAMA2_7B,
+                device: str = "cuda") -> float:
+    """A Llama-shaped model (Llama-2-7B's width, MLP and heads by default) with random bf16
     weights, saved to ``folder``; returns the seconds it took."""
     from transformers import LlamaConfig, LlamaForCausalLM
     began = time.perf_counter()
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=11008,
-                      num_hidden_layers=layers, num_attention_heads=32, num_key_value_heads=32,
-                      max_position_embeddings=4096, rms_norm_eps=1e-5, tie_word_embeddings=False,
+    cfg = LlamaConfig(vocab_size=len(tokenizer), num_hidden_layers=layers,
+                      max_position_embeddings=4096, rms_norm_eps=1e-5,
                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                      pad_token_id=tokenizer.pad_token_id)
+                      pad_token_id=tokenizer.pad_token_id, **shape)
     torch.manual_seed(0)
-    with torch.device("cuda"):  # initialising 7B weights on the CPU takes minutes
+    with torch.device(device):  # initialising 7B weights on the CPU takes minutes
         model = LlamaForCausalLM(cfg).to(torch.bfloat16)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     del model
-    torch.cuda.empty_cache()
+    if device != "cpu":
+        torch.cuda.empty_cache()
     return time.perf_counter() - began
 
 

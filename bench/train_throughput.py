@@ -26,12 +26,16 @@ from agentsft import config
 from agentsft.training import train
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 8) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 8, device: str = "cpu") -> float:
+    a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
     a @ b
+    if device != "cpu":
+        torch.cuda.synchronize()
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
+    if device != "cpu":
+        torch.cuda.synchronize()
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 

@@ -42,4 +42,4 @@ exec "$venv/bin/python" -m pytest -q -m "not slow" -p no:cacheprovider --duratio
   tests/test_caches.py tests/test_attention.py tests/test_train.py tests/test_evaluate.py \
   tests/test_agents.py tests/test_config.py tests/test_models.py tests/test_readers.py \
   tests/test_calls.py tests/test_batching.py tests/test_serve.py tests/test_export.py tests/test_sources.py \
-  -k "not two_processes and not sigkill and not tokenizes_a_large_table" "$@"
+  -k "not two_processes and not sigkill and not large_table" "$@"

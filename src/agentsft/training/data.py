@@ -111,7 +111,7 @@ def chosen_rows(cfg: Config, sources: list[Source], made: Tokenized, mix: list[d
 def kept_rows(made: Tokenized, at: np.ndarray, name: str, d: Any) -> np.ndarray:
     """The rows at ``at`` that have tokens; the skipped, dropped and cut ones said."""
     fates = made.column("fate")[at]
-    for fate, say_it in (("skipped", None), ("dropped", "dropped"), ("truncated", "truncated")):
+    for fate in ("skipped", "dropped", "truncated"):
         where = at[fates == FATES.index(fate)]
         if not len(where):
             continue
