@@ -93,28 +93,30 @@ def test_deepspeed_missing_is_one_line(monkeypatch):
         check_launch(config.load(), "cuda:0")
 
 
+def launched_train(config_name: str, *args: str) -> subprocess.CompletedProcess:
+    """``accelerate launch --config_file configs/accelerate/NAME.yaml -m agentsft train ARGS``,
+    one process."""
+    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                           str(CONFIGS / f"{config_name}.yaml"), "--num_processes", "1",
+                           "-m", "agentsft", "train", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def launch_train(config_name: str, tiny_model, out, *more: str) -> subprocess.CompletedProcess:
+    return launched_train(config_name, "--model", str(tiny_model),
+                          "--data", str(ROOT / "examples" / "persona.jsonl"), "--output", str(out),
+                          "--set", "training.log_every=1", "--set", "lora.dropout=0",
+                          "--set", "data.val_fraction=0", *more)
+
+
 def test_the_fsdp2_config_on_cpu_stops_before_anything_loads(tiny_model, tmp_path):
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                        str(CONFIGS / "fsdp2.yaml"), "--num_processes", "1", "-m", "agentsft", "train",
-                        "--model", str(tiny_model), "--data", str(ROOT / "examples" / "persona.jsonl"),
-                        "--output", str(out), "--max-steps", "1"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = launch_train("fsdp2", tiny_model, out, "--max-steps", "1")
     assert r.returncode != 0
     first = r.stderr.strip().splitlines()[0]
     assert first.startswith("agentsft: error: FSDP") and "(accelerate launch)" in first, r.stderr
     assert "ddp.yaml" in first
     assert not out.exists()
-
-
-def launch_train(config_name: str, tiny_model, out, *more: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                           str(CONFIGS / f"{config_name}.yaml"), "--num_processes", "1",
-                           "-m", "agentsft", "train", "--model", str(tiny_model),
-                           "--data", str(ROOT / "examples" / "persona.jsonl"), "--output", str(out),
-                           "--set", "training.log_every=1", "--set", "lora.dropout=0",
-                           "--set", "data.val_fraction=0", *more],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.gpu
@@ -158,10 +160,8 @@ def test_a_zero3_run_resumed_continues_its_loss_curve(tiny_model, tmp_path):
     half = launch_train("zero3", tiny_model, tmp_path / "half", "--max-steps", "2",
                         "--set", "training.save_every=2")
     assert half.returncode == 0, half.stderr[-3000:]
-    resumed = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                              str(CONFIGS / "zero3.yaml"), "--num_processes", "1", "-m", "agentsft",
-                              "train", "--resume", str(tmp_path / "half"), "--set", "training.max_steps=4"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    resumed = launched_train("zero3", "--resume", str(tmp_path / "half"),
+                             "--set", "training.max_steps=4")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     def losses(run):
