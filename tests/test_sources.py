@@ -14,7 +14,7 @@ from conftest import ROOT, run_cli, tool_conversation
 
 from agentsft.data.readers import read_conversations
 from agentsft.data.sources import SourceOptions
-from agentsft.errors import DataError
+from agentsft.errors import AgentsftError, DataError
 
 
 def as_columns(conv) -> dict:
@@ -232,6 +232,21 @@ def test_sources_mix_with_weights(tables, tiny_model, tmp_path):
     mix = json.loads((out / "data_mix.json").read_text())
     assert [(m["read"], m["held_out"], m["trained_on"]) for m in mix] == [(7, 2, 10), (7, 2, 2)]
     assert "weight: 0.5" in (out / "config.yaml").read_text()
+
+
+def test_rows_too_long_are_counted_on_each_side(tables, tiny_model, tmp_path, capsys):
+    """A dropped conversation keeps its row (why, and where from): the hold-out is the same
+    with or without a length limit, and each side says what it lost."""
+    from agentsft import config
+    from agentsft.training.data import prepare_data, tokenizer_and_template
+    cfg = config.load(flags={"model.name": str(tiny_model), "data.train": [str(tables / "data.parquet")],
+                             "data.template": "hermes", "training.output": str(tmp_path / "run"),
+                             "data.val_fraction": 0.3, "data.max_length": 8})
+    with pytest.raises(AgentsftError, match="nothing to train on"):
+        prepare_data(cfg, *tokenizer_and_template(cfg))
+    err = capsys.readouterr().err
+    assert "dropped 5 training example(s) longer than data.max_length=8 (first: " in err
+    assert "dropped 2 validation example(s)" in err and "data.parquet:row " in err
 
 
 def test_stats_reports_a_weighted_mix(tables, tiny_model, tmp_path):

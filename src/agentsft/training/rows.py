@@ -199,16 +199,20 @@ def source_rows(source: Source, settings: Settings, tokenizer: Any, template: Ag
         except DataError as e:
             if not settings.skip_invalid:
                 raise
-            yield {"fate": FATES.index("skipped"), "note": str(e), "input_ids": [], "labels": [],
-                   "trained": 0, "group": 0}
+            yield tokenless("skipped", str(e))
             continue
         if ex is None:
-            yield {"fate": FATES.index(fate), "note": conv.source or "?", "input_ids": [],
-                   "labels": [], "trained": 0, "group": 0}
+            yield tokenless(fate, conv.source or "?")
             continue
         row = {"input_ids": ex.input_ids, "labels": ex.labels}
         yield {"fate": FATES.index(fate), "note": conv.source or "?" if fate != "ok" else "",
                **row, "trained": ex.n_trained, "group": group_key(row)}
+
+
+def tokenless(fate: str, note: str) -> dict:
+    """The row of a conversation left out (dropped or skipped): why, and where it came from."""
+    return {"fate": FATES.index(fate), "note": note, "input_ids": [], "labels": [], "trained": 0,
+            "group": 0}
 
 
 class Rows(torch.utils.data.Dataset):
