@@ -9,6 +9,8 @@ Our ``segment_sdpa`` attention, registered in transformers under :data:`ATTENTIO
   through our own kernel on bf16 products (``attention.py``);
 - lets a segment continue a shared prefix held elsewhere in the row (``segment_context``,
   from :class:`~agentsft.data.collate.PackedCollator`);
+- on a CUDA GPU, runs the whole row through PyTorch's variable-length kernel where
+  ``varlen.check`` proved it on the model's head shapes (``varlen.py``), else the loop;
 - decodes a few new queries over a cache on CPU through ``attention.cached_attention``;
 - hands everything else to transformers' SDPA.
 
@@ -19,8 +21,9 @@ remote code) would let examples attend to each other: :func:`packing_is_exact` c
 model on two short examples (packed in both orders) before training, and
 :func:`sharing_is_exact` checks that a prefix held once gives the same logits. Training
 falls back to padded batches when a check fails. Nothing is contaminated silently.
-On a CUDA GPU without FlashAttention, ``training.packing: auto`` pads: per-example SDPA
-over packed rows measured slower there than padded batches (``bench/RESULTS.md``).
+On a CUDA GPU with neither FlashAttention nor PyTorch's varlen kernel, ``training.packing:
+auto`` pads: per-example SDPA over packed rows measured slower there than padded batches
+(``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from agentsft.accel import varlen
 from agentsft.accel.attention import cached_attention, packed_causal_attention
+from agentsft.accel.compare import close
 from agentsft.data.collate import MIN_SHARED, PackedCollator
 from agentsft.data.tokenize import IGNORE_INDEX
 
@@ -67,6 +72,12 @@ def segment_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
                                       dropout=dropout, scaling=scaling, **kwargs)
     if query.shape[0] != 1:
         raise ValueError(f"a packed batch is one row, got {query.shape[0]}")
+    if query.device.type == "cuda" and not dropout and varlen.proven(query, key):
+        # One variable-length kernel call for the whole row (varlen.py), as checked.
+        longest = kwargs.get("max_length_q") or int(cu_seq_lens_q.diff().max())
+        contexts = segment_context.tolist() if segment_context is not None else None
+        return varlen.attention(query.squeeze(0), key.squeeze(0), value.squeeze(0),
+                                cu_seq_lens_q, longest, scaling, contexts).unsqueeze(0), None
     bounds = cu_seq_lens_q.tolist()
     if segment_context is not None and dropout:
         raise ValueError("attention dropout with shared prefixes: pack without sharing")
@@ -202,12 +213,6 @@ def probe_rows(model: Any, *lengths: int) -> list[list[int]]:
     vocab = model.get_input_embeddings().weight.shape[0]
     gen = torch.Generator().manual_seed(0)
     return [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in lengths]
-
-
-def close(got: torch.Tensor, want: torch.Tensor, tol: float) -> bool:
-    """Within ``tol`` of the logits' scale: a leak or a lost context changes them by about
-    that scale; rounding by far less."""
-    return bool(((got - want).abs().max() / want.abs().max().clamp_min(1e-6)) < tol)
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@
     keep_freed_memory(device)             # on CPU (glibc)
     packed, restore = start_packing(model, cfg.training.packing, device)
     share = shares_prefixes(model, packed, cfg.training.group_by_prefix)
+    fused = fused_loss(model, device, fast, dtype)  # on a CUDA GPU: Liger's, where it fits
     with fast_training(model, autocast):
         trainer.train()                   # its loss calls trained_logits
 
@@ -20,37 +21,44 @@ from typing import Any
 
 import torch
 
+from agentsft.accel import varlen
 from agentsft.accel.adapters import fast_adapters
 from agentsft.accel.layers import fast_layers
-from agentsft.accel.logits import trained_logits
+from agentsft.accel.logits import FusedLoss, fused_misfit, head_misfit, trained_logits
 from agentsft.accel.segments import (
     OWN_KERNEL, attention_note, packing_is_exact, sharing_is_exact, use_segment_attention,
 )
 from agentsft.hub import say
 
-__all__ = ["fast_training", "keep_freed_memory", "shares_prefixes", "start_packing", "trained_logits"]
+__all__ = ["FusedLoss", "fast_training", "fused_loss", "keep_freed_memory", "shares_prefixes",
+           "start_packing", "trained_logits"]
 
 
-def start_packing(model: Any, wanted: bool | str, device: str = "cpu", fast: bool = True
-                  ) -> tuple[bool, str | None]:
+def start_packing(model: Any, wanted: bool | str, device: str = "cpu", fast: bool = True,
+                  dtype: torch.dtype | None = None) -> tuple[bool, str | None]:
     """Padding-free batches where the model keeps packed examples apart (checked on two
     short examples); else padded batches, said once. Packed rows go through our attention
     where it fits the model and ``fast`` (``training.fast_path``), else through the model's
-    own, which reads the rows' boundaries from the restarting position ids. Returns (packed,
-    implementation to restore after training)."""
-    if wanted == "auto":
-        wanted = (not device.startswith("cuda")
-                  or getattr(model.config, "_attn_implementation", None) in OWN_KERNEL)
-        if not wanted:
-            # QLoRA of a 7B-shaped Llama on an H100, 200 steps of batch 4: 1,340 tokens/s
-            # packed (per-example SDPA) against 2,028 padded (bench/gpu_qlora.py).
-            say("batches: padded (on a GPU without FlashAttention they were faster than "
-                "packed rows; training.packing=true packs anyway)")
-    if not wanted:
+    own, which reads the rows' boundaries from the restarting position ids. On a CUDA GPU
+    ours runs each row through PyTorch's variable-length kernel where it proves equal on the
+    model's head shapes in ``dtype`` (the compute dtype); ``auto`` packs there only then, or
+    under FlashAttention. Returns (packed, implementation to restore after training)."""
+    if wanted is False:
         return False, None
     restore = use_segment_attention(model) if fast else None
     if restore is None and (note := attention_note(model, fast)):
         say(note)
+    gpu = device.startswith("cuda")
+    own = getattr(model.config, "_attn_implementation", None) in OWN_KERNEL
+    fast_rows = own or (gpu and restore is not None and kernel_proven(model, dtype))
+    if wanted == "auto" and gpu and not fast_rows:
+        if restore:
+            model.set_attn_implementation(restore)
+        # QLoRA of a 7B-shaped Llama on an H100, 200 steps of batch 4: 1,340 tokens/s
+        # packed (per-example SDPA) against 2,028 padded (bench/gpu_qlora.py).
+        say("batches: padded (on a GPU, packed rows one example at a time were slower than "
+            "padding; training.packing=true packs anyway)")
+        return False, None
     if packing_is_exact(model):
         return True, restore
     if restore:
@@ -58,6 +66,39 @@ def start_packing(model: Any, wanted: bool | str, device: str = "cpu", fast: boo
     say("note: this model's attention lets packed examples see each other; training on "
         "padded batches instead (training.packing=false silences this)")
     return False, None
+
+
+def fused_loss(model: Any, device: str, fast: bool = True, dtype: torch.dtype | None = None
+               ) -> FusedLoss | None:
+    """On a CUDA GPU, the loss through Liger's fused linear cross-entropy where the model's
+    logits are its output layer's product and the kernel matches the plain loss in the
+    compute ``dtype`` (said in one line either way); None elsewhere: the output layer at
+    the trained positions, then cross-entropy."""
+    if not device.startswith("cuda") or not fast:
+        return None
+    dtype = dtype or next(model.parameters()).dtype
+    why = head_misfit(model) or fused_misfit(dtype, str(next(model.parameters()).device))
+    if why:
+        say(f"loss: the output layer at the trained positions, then cross-entropy (Liger's "
+            f"fused kernel: {why})")
+        return None
+    say("loss: Liger's fused linear cross-entropy at the trained positions (checked against "
+        "the plain loss)")
+    return FusedLoss(dtype)
+
+
+def kernel_proven(model: Any, dtype: torch.dtype | None) -> bool:
+    """Whether PyTorch's variable-length kernel computes our packed attention for this
+    model's heads on its device (``varlen.check``), said in one line either way."""
+    c = model.config
+    heads = c.num_attention_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    param = next(model.parameters())
+    why = varlen.check(heads, getattr(c, "num_key_value_heads", None) or heads, head_dim,
+                       dtype or param.dtype, str(param.device))
+    say("attention: packed rows through PyTorch's variable-length kernel (checked against "
+        "SDPA)" if why is None else f"attention: packed rows one example at a time ({why})")
+    return why is None
 
 
 def shares_prefixes(model: Any, packed: bool, group_by_prefix: bool, noisy: bool = False) -> bool:

@@ -208,8 +208,9 @@ class TrainingOptions:
     """Padding-free batches: each batch's examples concatenated into one row, attention
     kept within each example (checked before training; padded batches where the model
     cannot). Same loss and gradients as padded batches, without the padding's work.
-    ``auto``: packed, except on a CUDA GPU without FlashAttention, where padded batches
-    were faster (``bench/RESULTS.md``); ``true`` packs there too."""
+    ``auto``: packed, except on a CUDA GPU with neither FlashAttention nor PyTorch's
+    variable-length kernel (checked on the device), where padded batches were faster
+    than examples one at a time (``bench/RESULTS.md``); ``true`` packs there too."""
     group_by_prefix: bool = True
     """With packed batches, batch examples that begin with the same untrained tokens (a
     system prompt and tool schemas) together, so that each batch computes them once: 38%

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
-from agentsft.accel.training import shares_prefixes, start_packing, trained_logits
+from agentsft.accel.training import FusedLoss, fused_loss, shares_prefixes, start_packing, trained_logits
 from agentsft.config import Config
 from agentsft.data.collate import (
     PackedCollator,
@@ -117,7 +117,7 @@ class AgentTrainer(Trainer):
     def __init__(self, *args, run: RunDir, keep_last: int, best_metric: str,
                  group_by_prefix: bool = False, packed: bool = False,
                  restore: str | None = None, fast: bool = True, neftune_alpha: float = 0.0,
-                 **kwargs):
+                 fused: FusedLoss | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.noise = EmbeddingNoise(self.model, neftune_alpha) if neftune_alpha else None
         self.run, self.keep_last, self.best_metric = run, keep_last, best_metric
@@ -125,6 +125,7 @@ class AgentTrainer(Trainer):
         # Padding-free rows or padded batches; the attention to put back after training.
         self.packed, self.restore = packed, restore
         self.fast = fast  # training.fast_path: our fused layers where they fit
+        self.fused = fused  # the loss through Liger's fused kernel (CUDA), else None
         self.computed_tokens = 0
         self._staging: Path | None = None
         self.last_loss: float | None = None
@@ -155,11 +156,15 @@ class AgentTrainer(Trainer):
         rest = {k: v for k, v in inputs.items() if k != "labels"}
         if self.noise is not None:
             self.noise.lengths = example_lengths(inputs)
-        logits, targets, _ = trained_logits(model, rest, inputs["labels"])
-        loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+        if self.fused is not None:
+            loss, n = self.fused(model, rest, inputs["labels"])
+        else:
+            logits, targets, _ = trained_logits(model, rest, inputs["labels"])
+            loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+            n = targets.numel()
         if num_items_in_batch is None:
             self.loss_is_scaled_for_ga = False
-            return loss / max(targets.numel(), 1)
+            return loss / max(n, 1)
         self.loss_is_scaled_for_ga = True  # divided by the whole accumulated batch's count
         loss = loss / num_items_in_batch
         if self.args.average_tokens_across_devices:  # DDP averages gradients; undo it for sums
@@ -266,7 +271,9 @@ def build_trainer(cfg: Config, run: RunDir, model: Any, tokenizer: Any, template
     where asked, tool-call evaluation while training."""
     t = cfg.training
     train_rows, val_rows, val_convs = rows
-    packed, restore = start_packing(model, t.packing, device, t.fast_path != "off")
+    flags = precision_flags(cfg, device)
+    compute = torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else None
+    packed, restore = start_packing(model, t.packing, device, t.fast_path != "off", compute)
     share = shares_prefixes(model, packed, t.group_by_prefix, noisy=bool(t.neftune_alpha))
     try:
         args = training_arguments(cfg, run, device, bool(len(val_rows)), packed)
@@ -281,7 +288,8 @@ def build_trainer(cfg: Config, run: RunDir, model: Any, tokenizer: Any, template
         PadCollator(tokenizer.pad_token_id, 8 if device.startswith("cuda") else 1),
         callbacks=[log], run=run, keep_last=t.keep_last, best_metric=t.best_metric,
         group_by_prefix=share and t.group_by_prefix, packed=packed, restore=restore,
-        fast=t.fast_path != "off", neftune_alpha=t.neftune_alpha)
+        fast=t.fast_path != "off", neftune_alpha=t.neftune_alpha,
+        fused=fused_loss(model, device, t.fast_path != "off", compute))
     log.trainer = trainer
     if cfg.eval.tool_eval_every and val_convs:
         trainer.add_callback(ToolEval(trainer, tokenizer, template, val_convs, cfg))
