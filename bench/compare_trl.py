@@ -65,10 +65,11 @@ def run_agentsft(data: Path, out: Path, overrides: list[str] = (), model: str | 
 
 
 def run_trl(data: Path, out: Path, model: str | None = None, method: str = "lora",
-            steps: int = 0) -> dict:
+            steps: int = 0, checkpointing: bool = False) -> dict:
     """TRL's SFTTrainer + PEFT. On CPU: a new user's settings (its defaults). On a GPU: its
-    best for the job (bf16, no gradient checkpointing, padding-free where FlashAttention is
-    installed, which its padding-free batches need)."""
+    best for the job (bf16, gradient checkpointing only with ``checkpointing``, as agentsft
+    was asked for it, padding-free where FlashAttention is installed, which its
+    padding-free batches need)."""
     import importlib.util
 
     from datasets import Dataset
@@ -92,7 +93,7 @@ def run_trl(data: Path, out: Path, model: str | None = None, method: str = "lora
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(model or default_model_dir(), **loading)
-    best = {"bf16": True, "gradient_checkpointing": False, "padding_free": flash} if cuda else {}
+    best = {"bf16": True, "gradient_checkpointing": checkpointing, "padding_free": flash} if cuda else {}
     args = SFTConfig(output_dir=str(out), per_device_train_batch_size=BATCH, learning_rate=LR,
                      num_train_epochs=1, report_to="none", save_strategy="no",
                      disable_tqdm=True, use_cpu=not cuda, max_steps=steps or -1, **best)
@@ -124,7 +125,8 @@ def worker(kind: str, data: Path, overrides: list[str], model: str | None, metho
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         row = (run_agentsft(data, out, overrides, model, method, steps) if kind == "agentsft"
-               else run_trl(data, out, model, method, steps))
+               else run_trl(data, out, model, method, steps,
+                            checkpointing="training.gradient_checkpointing=true" in overrides))
     row.update(kind=kind, tokens_per_s=row["tokens"] / row["seconds"], peak_rss_mb=peak_rss_mb())
     if torch.cuda.is_available():
         row["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2 ** 30

@@ -123,7 +123,7 @@ def test_values_are_converted_or_rejected_with_the_key():
     assert cfg.data.train == ["a.jsonl"]
     with pytest.raises(ConfigError, match=r"'training.batch_size': 'four' is not a whole number"):
         config.load(overrides=["training.batch_size=four"])
-    with pytest.raises(ConfigError, match=r"'training.gradient_checkpointing': 'maybe' is not true/false"):
+    with pytest.raises(ConfigError, match=r"'training.gradient_checkpointing': 'maybe' is not auto, true or false"):
         config.load(overrides=["training.gradient_checkpointing=maybe"])
     assert config.load(overrides=["training.packing=off"]).training.packing is False
     assert config.load().training.packing == "auto"

@@ -177,3 +177,60 @@ def test_liger_loss_matches_the_plain_loss_on_cuda(tiny_model, tokenizer):
     assert b == pytest.approx(a, rel=2e-2)
     for x, y in zip(ga, gb):
         assert (x - y).abs().max() <= 0.05 * y.abs().max() + 1e-6
+
+
+def saved_bytes(h: int, i: int, heads: int, kv_heads: int, dropout: float, tokens: int = 256
+                ) -> tuple[int, object]:
+    """What autograd keeps for the backward pass of a 2-layer bf16 Llama with LoRA r16 on
+    every linear layer, over ``tokens`` tokens (the output layer at 10 positions only)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=1000, hidden_size=h, intermediate_size=i, num_hidden_layers=2,
+                      num_attention_heads=heads, num_key_value_heads=kv_heads)
+    model = get_peft_model(LlamaForCausalLM(cfg).to(torch.bfloat16),
+                           LoraConfig(r=16, lora_dropout=dropout, target_modules="all-linear"))
+    model.train()
+    storages: dict[int, int] = {}
+
+    def keep(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    keep_positions = torch.zeros(1, tokens, dtype=torch.bool)
+    keep_positions[:, -10:] = True
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        model(input_ids=torch.randint(0, 1000, (1, tokens)), logits_to_keep=keep_positions)
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    return sum(n for ptr, n in storages.items() if ptr not in weights), cfg
+
+
+@pytest.mark.parametrize("shape", [(64, 128, 4, 2), (512, 1376, 8, 8)])
+@pytest.mark.parametrize("dropout", [0.0, 0.05])
+def test_the_activation_estimate_is_near_what_autograd_keeps(shape, dropout):
+    """``gradient_checkpointing: auto`` turns checkpointing on from this estimate."""
+    from agentsft.training.model import activation_bytes
+    saved, cfg = saved_bytes(*shape, dropout)
+    estimate = activation_bytes(cfg, 256, dropout > 0)
+    assert 0.8 <= estimate / saved <= 1.3, (estimate, saved)
+
+
+def test_checkpointing_auto_is_off_on_cpu_and_asked_values_stay(tiny_model):
+    from agentsft import config
+    from agentsft.training.model import checkpointing
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert config.load().training.gradient_checkpointing == "auto"
+    assert checkpointing(config.load(), model, "cpu") is False
+    on = config.load(overrides=["training.gradient_checkpointing=true"])
+    assert checkpointing(on, model, "cuda:0") is True  # asked for: no look at the GPU
+
+
+@pytest.mark.gpu
+def test_checkpointing_auto_turns_on_only_where_a_batch_would_not_fit(tiny_model, capsys):
+    from agentsft import config
+    from agentsft.training.model import checkpointing
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).cuda()
+    assert checkpointing(config.load(), model, "cuda") is False
+    assert "gradient checkpointing: off" in capsys.readouterr().err
+    huge = config.load(overrides=["training.batch_size=512", "data.max_length=1000000"])
+    assert checkpointing(huge, model, "cuda") is True
+    assert "gradient checkpointing: on" in capsys.readouterr().err

@@ -224,8 +224,11 @@ class TrainingOptions:
     """agentsft's own kernels (packed-row attention, fused RMSNorm / SwiGLU / LoRA layers),
     each used only where a check shows it computes what the model does, else the model's
     own with one line saying why. ``off``: transformers' and PEFT's code throughout."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: less memory, about 30% slower."""
+    gradient_checkpointing: bool | str = "auto"
+    """Recompute activations in the backward pass: less memory, about 30% slower.
+    ``auto``: on a CUDA GPU, on only where a full batch's activations (``batch_size`` x
+    ``data.max_length`` tokens, estimated from the model's shape) would not fit the memory
+    left after loading the model, said in one line; off on CPU."""
     precision: str = "auto"
     """``auto`` (bf16 where fast, else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA)."""
     optimizer: str = "adamw_torch"
@@ -247,9 +250,10 @@ class TrainingOptions:
         choose("training.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         choose("training.best_metric", self.best_metric, ("ppl", "loss"))
         choose("training.fast_path", self.fast_path, ("auto", "off"))
-        if isinstance(self.packing, str) and self.packing != "auto":
-            fail("training.packing", f"{self.packing!r} is not auto, true or false",
-                 "use one of those")
+        for key in ("packing", "gradient_checkpointing"):
+            if isinstance(getattr(self, key), str) and getattr(self, key) != "auto":
+                fail(f"training.{key}", f"{getattr(self, key)!r} is not auto, true or false",
+                     "use one of those")
         for key in ("batch_size", "gradient_accumulation", "log_every", "save_every", "keep_last"):
             if getattr(self, key) < 1:
                 fail(f"training.{key}", f"must be at least 1, got {getattr(self, key)}", "use 1 or more")

@@ -110,3 +110,49 @@ def say_parameters(model: Any, cfg: Config) -> None:
     total = sum(p.numel() for p in model.parameters())
     say(f"model: {cfg.model.name} ({cfg.training.method}), {trainable:,} of {total:,} "
         f"parameters trained ({100 * trainable / total:.2f}%)")
+
+
+def checkpointing(cfg: Config, model: Any, device: str) -> bool:
+    """``training.gradient_checkpointing`` for this run. ``auto``: off on CPU; on a CUDA GPU,
+    on only where a full batch's activations and the trained weights' optimizer state would
+    not fit in 80% of the memory free after loading the model, said in one line."""
+    want = cfg.training.gradient_checkpointing
+    if want != "auto":
+        return bool(want)
+    if not device.startswith("cuda"):
+        return False
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    tokens = cfg.training.batch_size * cfg.data.max_length
+    need = activation_bytes(model.config, tokens, cfg.training.method != "full" and cfg.lora.dropout > 0)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if need is None:
+        say("gradient checkpointing: on (the model's shape does not tell its activations' size; "
+            "training.gradient_checkpointing=false turns it off)")
+        return True
+    need += trained * 16  # float32 weights, gradients and two Adam moments
+    on = need > 0.8 * free
+    say(f"gradient checkpointing: {'on' if on else 'off'} (a batch of {tokens:,} tokens needs about "
+        f"{need / 2**30:.1f} GB, {'more' if on else 'less'} than 80% of the {free / 2**30:.1f} GB "
+        f"free; training.gradient_checkpointing={'false' if on else 'true'} turns it "
+        f"{'off' if on else 'on'})")
+    return on
+
+
+def activation_bytes(config: Any, tokens: int, dropout: bool = False) -> int | None:
+    """Estimated bytes a bf16 decoder with LoRA on every linear layer keeps for its backward
+    pass over ``tokens`` tokens (None where the config lacks its shape): per layer and token
+    40 h + 8 kv + 14 i bytes (width h, key/value width kv, MLP width i), and 3 (6 h + i) more
+    for LoRA's dropout (a copy and a mask of each adapted layer's input). Fitted to what
+    autograd saves for Llama-shaped layers (tests/test_train.py measures it: within 0.8 to
+    1.3 of the saved bytes)."""
+    config = getattr(config, "text_config", None) or config
+    h = getattr(config, "hidden_size", None)
+    layers = getattr(config, "num_hidden_layers", None)
+    heads = getattr(config, "num_attention_heads", None)
+    if not (h and layers and heads):
+        return None
+    inner = getattr(config, "intermediate_size", None) or 4 * h
+    head_dim = getattr(config, "head_dim", None) or h // heads
+    kv = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
+    per = 40 * h + 8 * kv + 14 * inner + (3 * (6 * h + inner) if dropout else 0)
+    return tokens * layers * per

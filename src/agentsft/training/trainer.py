@@ -30,7 +30,7 @@ from agentsft.data.tokenize import IGNORE_INDEX
 from agentsft.errors import AgentsftError
 from agentsft.hub import world_size
 from agentsft.training.callbacks import RunLog, ToolEval
-from agentsft.training.model import precision_flags
+from agentsft.training.model import checkpointing, precision_flags
 from agentsft.training.rows import Rows
 from agentsft.training.rundir import CHECKPOINT, RunDir, checkpoint_steps, read_best
 
@@ -275,6 +275,7 @@ def build_trainer(cfg: Config, run: RunDir, model: Any, tokenizer: Any, template
     compute = torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else None
     packed, restore = start_packing(model, t.packing, device, t.fast_path != "off", compute)
     share = shares_prefixes(model, packed, t.group_by_prefix, noisy=bool(t.neftune_alpha))
+    t.gradient_checkpointing = checkpointing(cfg, model, device)  # resolved: config.yaml says it
     try:
         args = training_arguments(cfg, run, device, bool(len(val_rows)), packed)
     except ValueError as e:  # e.g. an optimizer name transformers does not know
