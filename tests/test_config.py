@@ -188,3 +188,14 @@ def test_the_example_configs_load():
     assert q.model.name == config.DEFAULT_MODEL and q.eval.max_new_tokens == 128
     cpu = config.load(ROOT / "configs/model_configs.json", config_name="marlo_lora_cpu")
     assert cpu.training.method == "lora" and cpu.model.device == "cpu"
+
+
+def test_off_stays_a_word_where_a_key_takes_words(tmp_path):
+    """YAML 1.1 reads ``off`` as false; ``training.fast_path: off`` must mean off, in a file
+    and in --set, while true/false keys still take yes/no/on/off."""
+    path = tmp_path / "run.yaml"
+    path.write_text("training:\n  fast_path: off\n  packing: off\n  gradient_checkpointing: yes\n")
+    for cfg in (config.load(path), config.load(overrides=[
+            "training.fast_path=off", "training.packing=off", "training.gradient_checkpointing=yes"])):
+        t = cfg.training
+        assert (t.fast_path, t.packing, t.gradient_checkpointing) == ("off", False, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,22 @@ from agentsft.config.agent_framework import from_agent_framework, is_agent_frame
 from agentsft.config.options import Config, ConfigError
 from agentsft.config.values import from_dict
 from agentsft.files import write_text_atomically
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as config values need it: only ``true`` and ``false`` are booleans (YAML 1.2),
+    so ``fast_path: off`` stays the word it is; boolean keys still take yes/no/on/off."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def yaml_values(text: str) -> Any:
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader)
 
 
 def read_file(path: str | Path) -> Any:
@@ -25,7 +42,7 @@ def read_file(path: str | Path) -> Any:
     try:
         if path.suffix == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yaml_values(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}: invalid JSON ({e.msg}). Fix: correct the syntax") from None
     except yaml.YAMLError as e:
@@ -66,7 +83,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or "." not in key:
         raise ConfigError(f"--set {item!r}: expected group.key=value. Fix: e.g. --set training.epochs=2")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = yaml_values(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
     return key.strip(), value
