@@ -4,11 +4,13 @@ are tests/test_train.py::test_two_processes_follow_the_same_loss_curve_as_one.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 from agentsft import config
 from agentsft.errors import AgentsftError
@@ -93,12 +95,13 @@ def test_deepspeed_missing_is_one_line(monkeypatch):
         check_launch(config.load(), "cuda:0")
 
 
-def launched_train(config_name: str, *args: str) -> subprocess.CompletedProcess:
+def launched_train(config_name: str, *args: str, processes: int = 1,
+                   program: tuple[str, ...] = ("-m", "agentsft")) -> subprocess.CompletedProcess:
     """``accelerate launch --config_file configs/accelerate/NAME.yaml -m agentsft train ARGS``,
-    one process."""
+    one process unless told."""
     return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                           str(CONFIGS / f"{config_name}.yaml"), "--num_processes", "1",
-                           "-m", "agentsft", "train", *args],
+                           str(CONFIGS / f"{config_name}.yaml"), "--num_processes", str(processes),
+                           *program, "train", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
@@ -151,20 +154,96 @@ def test_a_sharded_lora_run_saves_a_whole_adapter_that_merges(name, tiny_model, 
     torch.testing.assert_close(merged, want, rtol=1e-4, atol=1e-4)
 
 
+# A run stopped at step 2 and resumed to 4 must follow one run of 4 steps: a constant
+# learning rate, since a schedule over 2 steps ends at 0 and the resumed run restores it.
+CONSTANT = ("--set", "training.scheduler=constant", "--set", "training.warmup_steps=0")
+
+
+def losses(run: Path, key: str = "loss") -> list[float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r[key] for r in rows if key in r]
+
+
 @pytest.mark.gpu
 def test_a_zero3_run_resumed_continues_its_loss_curve(tiny_model, tmp_path):
     pytest.importorskip("deepspeed")
-    import json
-    whole = launch_train("zero3", tiny_model, tmp_path / "whole", "--max-steps", "4")
+    whole = launch_train("zero3", tiny_model, tmp_path / "whole", "--max-steps", "4", *CONSTANT)
     assert whole.returncode == 0, whole.stderr[-3000:]
     half = launch_train("zero3", tiny_model, tmp_path / "half", "--max-steps", "2",
-                        "--set", "training.save_every=2")
+                        "--set", "training.save_every=2", *CONSTANT)
     assert half.returncode == 0, half.stderr[-3000:]
     resumed = launched_train("zero3", "--resume", str(tmp_path / "half"),
                              "--set", "training.max_steps=4")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-
-    def losses(run):
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        return [r["loss"] for r in rows if "loss" in r]
     assert losses(tmp_path / "half") == pytest.approx(losses(tmp_path / "whole"), rel=2e-3)
+
+
+FSDP_ON_CPU = ("tests/fsdp_on_cpu.py",)
+"""agentsft under accelerate's FSDP2 on CPU: accelerate's CUDA-only gate lifted, nothing else
+(see the file)."""
+
+
+@pytest.fixture(scope="module")
+def fsdp_runs(tiny_model, tmp_path_factory):
+    """One process with batch 4, and FSDP2 over two gloo processes with batch 2 each: 4 steps,
+    validation and a checkpoint every 2."""
+    pytest.importorskip("accelerate", minversion="1.6")  # FSDP2 in accelerate
+    root = tmp_path_factory.mktemp("fsdp")
+    common = ["--model", str(tiny_model), "--data", str(ROOT / "examples" / "persona.jsonl"),
+              "--max-steps", "4", "--set", "training.log_every=1", "--set", "lora.dropout=0",
+              "--set", "data.val_fraction=0.2", "--set", "training.eval_every=2",
+              "--set", "training.save_every=2", "--set", "training.precision=fp32",
+              "--set", "training.learning_rate=1e-2", "--set", "training.fast_path=off", *CONSTANT]
+    one = run_cli("train", *common, "--output", str(root / "one"), "--set", "training.batch_size=4")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = launched_train("fsdp2", *common, "--output", str(root / "two"),
+                         "--set", "training.batch_size=2", processes=2, program=FSDP_ON_CPU)
+    assert two.returncode == 0, two.stderr[-3000:]
+    return root, common
+
+
+def test_fsdp2_on_two_cpu_processes_trains_and_saves_as_one_process(fsdp_runs, tiny_model):
+    """The issue's CPU check of FSDP2 with LoRA: same losses as one process with the same
+    global batch, and an adapter saved whole (not shards) that reloads to the same logits and
+    merges; every sharded checkpoint carries the whole adapter too, so best/ loads."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+    root, _ = fsdp_runs
+    one, two = root / "one", root / "two"
+    assert len(losses(two)) == 4
+    assert losses(two) == pytest.approx(losses(one), rel=2e-3)
+    assert losses(two, "val_loss") == pytest.approx(losses(one, "val_loss"), rel=2e-3)
+    a, b = (load_file(run / "final" / "adapter_model.safetensors") for run in (one, two))
+    assert a.keys() == b.keys() and all(t.numel() > 0 for t in b.values())
+    for key in a:
+        assert b[key].shape == a[key].shape
+        torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-5)
+    for checkpoint in (two / "checkpoints").iterdir():  # sharded weights, and the whole adapter
+        assert (checkpoint / "pytorch_model_fsdp_0").is_dir()
+        assert (checkpoint / "adapter_model.safetensors").is_file()
+    assert (two / "best" / "adapter_model.safetensors").is_file()
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    logits = []
+    for run in (one, two):
+        base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+        model = PeftModel.from_pretrained(base, str(run / "final")).eval()
+        with torch.no_grad():
+            logits.append(model(ids).logits)
+            merged = model.merge_and_unload()(ids).logits
+        torch.testing.assert_close(merged, logits[-1], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(logits[1], logits[0], rtol=1e-3, atol=1e-4)
+
+
+def test_fsdp2_on_cpu_resumed_from_its_sharded_checkpoint_continues(fsdp_runs, tmp_path):
+    root, common = fsdp_runs
+    half = tmp_path / "half"
+    first = launched_train("fsdp2", *common, "--output", str(half), "--set", "training.batch_size=2",
+                           "--set", "training.max_steps=2", processes=2, program=FSDP_ON_CPU)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = launched_train("fsdp2", "--resume", str(half), "--set", "training.max_steps=4",
+                             processes=2, program=FSDP_ON_CPU)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    assert losses(half) == pytest.approx(losses(root / "two"), rel=1e-5)

@@ -242,6 +242,7 @@ class AgentTrainer(Trainer):
         self._staging = staging
         try:
             super()._save_checkpoint(model, trial)
+            self.save_whole_weights(staging / final.name)
         finally:
             self._staging = None
         self.accelerator.wait_for_everyone()
@@ -251,6 +252,17 @@ class AgentTrainer(Trainer):
             shutil.rmtree(staging, ignore_errors=True)
             self.rotate_checkpoints()
         self.accelerator.wait_for_everyone()
+
+    def save_whole_weights(self, folder: Path) -> None:
+        """FSDP with sharded checkpoints writes the weights only as shards (for resuming);
+        beside them, the adapter (or model) gathered whole, as final/ holds it, so that any
+        checkpoint (best/ too) loads in chat and eval. Every process gathers; one writes."""
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        if not self.is_fsdp_enabled or "FULL_STATE_DICT" in str(plugin.state_dict_type):
+            return  # the Trainer saved them whole (one process, DDP, DeepSpeed, full dicts)
+        weights = self.accelerator.get_state_dict(self.model)
+        if self.args.should_save:
+            self.accelerator.unwrap_model(self.model).save_pretrained(folder, state_dict=weights)
 
     def rotate_checkpoints(self) -> None:
         """Keep the last ``keep_last`` checkpoints and the best one."""
