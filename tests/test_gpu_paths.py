@@ -44,6 +44,49 @@ def test_the_varlen_check_compares_with_our_packed_attention(contexts):
     assert not torch.allclose(whole, ours, atol=1e-3)
 
 
+def flash_semantics(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None,
+                    window_size=(-1, -1), return_aux=None):
+    """What FlashAttention's variable-length kernel computes, as torch 2.11's ``varlen_attn``
+    documents it (fewer key/value heads allowed, a causal mask aligned to the bottom right
+    where a segment has more keys than queries), in SDPA on CPU, to test our plumbing around
+    the kernel here: the kernel itself is compared on a GPU (``varlen.check``)."""
+    assert cu_seq_q.dtype == cu_seq_k.dtype == torch.int32
+    out = []
+    for (a, b), (c, d) in zip(zip(cu_seq_q.tolist(), cu_seq_q.tolist()[1:]),
+                              zip(cu_seq_k.tolist(), cu_seq_k.tolist()[1:])):
+        assert b - a <= max_q and d - c <= max_k
+        q, k, v = (t.transpose(0, 1) for t in (query[a:b], key[c:d], value[c:d]))
+        mask = torch.arange(d - c)[None, :] <= (d - c) - (b - a) + torch.arange(b - a)[:, None]
+        out.append(F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask if tuple(window_size) == (-1, 0) else None, scale=scale,
+            enable_gqa=q.shape[0] != k.shape[0]).transpose(0, 1))
+    return torch.cat(out)
+
+
+def older_signature(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False,
+                    return_aux=None):
+    """torch 2.10's form: ``is_causal``, and no ``scale`` (the kernel's own d ** -0.5)."""
+    return flash_semantics(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k,
+                           window_size=(-1, 0) if is_causal else (-1, -1))
+
+
+@pytest.mark.parametrize("signature", [flash_semantics, older_signature], ids=["2.11", "2.10"])
+def test_our_side_of_the_varlen_call_packs_the_row_it_was_given(monkeypatch, signature):
+    """Layout, int32 boundaries, a shared prefix's keys gathered before the segment's own,
+    grouped key/value heads and a scale other than the default, through ``varlen.attention``
+    with a stand-in that follows the kernel's documented semantics."""
+    monkeypatch.setattr(varlen, "kernel", lambda: signature)
+    q, k, v = qkv(4, 2, 16)
+    for contexts in (None, CONTEXTS):
+        for scale in (None, 0.3):
+            got = varlen.attention(q, k, v, torch.tensor(BOUNDS), 37, scale,
+                                   contexts and torch.tensor(contexts))
+            want = packed_causal_attention(q, k, v, BOUNDS, scale, contexts)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert varlen.check(4, 2, 16, torch.float32, "cpu") is None  # and the check agrees
+    varlen.PROVEN.clear()
+
+
 def test_the_varlen_kernel_is_used_only_where_it_was_proven(tiny_model, capsys):
     varlen.PROVEN.clear()
     why = varlen.check(4, 2, 16, torch.float32, "cpu")  # no CPU kernel for it
@@ -140,8 +183,10 @@ def test_the_varlen_kernel_matches_on_cuda(shape):
 
 @pytest.mark.gpu
 def test_packed_training_through_varlen_gives_the_loop_s_loss_and_gradients(tiny_model, tokenizer):
+    from agentsft.accel.segments import sharing_is_exact
     model = lora_model(tiny_model).cuda()
     assert start_packing(model, "auto", "cuda:0", dtype=torch.bfloat16)[0]
+    assert sharing_is_exact(model)  # a shared prompt through the kernel's gathered keys
     batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batches(tokenizer)["packed"].items()}
     results = []
     for proven in (True, False):

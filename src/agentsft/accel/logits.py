@@ -66,11 +66,15 @@ def trained_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 @contextlib.contextmanager
 def head_skipped(head: torch.nn.Module) -> Iterator[None]:
     """The model returns the hidden states its output layer would read, as its "logits"."""
+    own = head.__dict__.get("forward")  # a forward set on the instance (hooks), kept
     head.forward = lambda x: x
     try:
         yield
     finally:
-        del head.forward
+        if own is None:
+            del head.forward
+        else:
+            head.forward = own
 
 
 def head_misfit(model: Any) -> str | None:
@@ -139,8 +143,13 @@ class FusedLoss:
 
     def __init__(self, dtype: torch.dtype, linear_ce: Any = None):
         if linear_ce is None:
+            import inspect
+
             from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
-            linear_ce = LigerFusedLinearCrossEntropyLoss(reduction="sum")
+            # A trained output layer's gradient summed over chunks in float32, not bf16.
+            wide = ({"accum_dtype": torch.float32} if "accum_dtype" in
+                    inspect.signature(LigerFusedLinearCrossEntropyLoss).parameters else {})
+            linear_ce = LigerFusedLinearCrossEntropyLoss(reduction="sum", **wide)
         self.loss, self.dtype = linear_ce, dtype
 
     def __call__(self, model: Any, batch: dict[str, Any], labels: torch.Tensor
@@ -149,8 +158,8 @@ class FusedLoss:
         head = own_model(model).get_output_embeddings()
         with head_skipped(head):
             hidden = model(**batch, logits_to_keep=keep).logits
-        if not targets.numel():
-            return hidden.sum() * 0, 0
+        if not targets.numel():  # every weight stays in the graph, as DDP expects
+            return hidden.sum() * 0 + head.weight.sum() * 0, 0
         weight = head.weight.to(self.dtype)
         bias = None if head.bias is None else head.bias.to(self.dtype)
         return self.loss(weight, hidden.to(self.dtype), targets, bias), targets.numel()

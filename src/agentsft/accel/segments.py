@@ -75,9 +75,8 @@ def segment_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
     if query.device.type == "cuda" and not dropout and varlen.proven(query, key):
         # One variable-length kernel call for the whole row (varlen.py), as checked.
         longest = kwargs.get("max_length_q") or int(cu_seq_lens_q.diff().max())
-        contexts = segment_context.tolist() if segment_context is not None else None
         return varlen.attention(query.squeeze(0), key.squeeze(0), value.squeeze(0),
-                                cu_seq_lens_q, longest, scaling, contexts).unsqueeze(0), None
+                                cu_seq_lens_q, longest, scaling, segment_context).unsqueeze(0), None
     bounds = cu_seq_lens_q.tolist()
     if segment_context is not None and dropout:
         raise ValueError("attention dropout with shared prefixes: pack without sharing")

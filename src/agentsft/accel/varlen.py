@@ -16,7 +16,9 @@ check that failed, goes through the per-segment loop, which is exact.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import itertools
 from typing import Any
 
 import torch
@@ -51,43 +53,55 @@ def proven(q: torch.Tensor, k: torch.Tensor) -> bool:
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor,
               longest: int, scale: float | None,
-              contexts: list[tuple[int, int]] | None = None) -> torch.Tensor:
+              contexts: torch.Tensor | None = None) -> torch.Tensor:
     """Causal attention within each segment ``cu[i]:cu[i + 1]`` of a packed row: q (heads,
     T, d), k and v (kv_heads, T, d); returns (T, heads, d). ``contexts[i]`` (start, end),
-    or (0, 0): a shared prefix segment i continues."""
+    or (0, 0): a shared prefix segment i continues (an int tensor, (segments, 2))."""
     varlen = kernel()
-    params = inspect.signature(varlen).parameters
+    params = parameters(varlen)
     q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # (T, heads, d)
-    extra: dict[str, Any] = {}
+    cu = cu.to(torch.int32)
+    extra: dict[str, Any] = {"window_size": (-1, 0)} if "window_size" in params else {"is_causal": True}
     if "scale" in params:
         extra["scale"] = scale
     elif scale is not None:  # the kernel scales by d ** -0.5: fold the difference into q
         q = q * (scale * q.shape[-1] ** 0.5)
-    if q.shape[1] != k.shape[1]:
-        if "enable_gqa" in params:
-            extra["enable_gqa"] = True
-        else:
-            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-            v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
-    if "window_size" in params:
-        extra["window_size"] = (-1, 0)  # causal
-    else:
-        extra["is_causal"] = True
+    if q.shape[1] != k.shape[1] and "enable_gqa" in params:
+        extra["enable_gqa"] = True  # else FlashAttention's kernel takes fewer key/value heads itself
     cu_k, longest_k = cu, longest
-    if contexts is not None and any(a != b for a, b in contexts):
-        bounds = cu.tolist()
-        index, lengths = [], []
-        for (s, e), (cs, ce) in zip(zip(bounds, bounds[1:]), contexts):
-            index.extend(range(cs, ce))
-            index.extend(range(s, e))
-            lengths.append(ce - cs + e - s)
-        index_t = torch.tensor(index, device=k.device)
-        k, v = k.index_select(0, index_t), v.index_select(0, index_t)
-        cu_k = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32,
-                            device=cu.device)
-        longest_k = max(lengths)
-    return varlen(q.contiguous(), k.contiguous(), v.contiguous(), cu.to(torch.int32), cu_k,
-                  longest, longest_k, **extra)
+    if contexts is not None:
+        index, cu_k, longest_k = shared_keys(cu, contexts)
+        k, v = k.index_select(0, index), v.index_select(0, index)
+    return varlen(q.contiguous(), k.contiguous(), v.contiguous(), cu, cu_k, longest, longest_k,
+                  **extra)
+
+
+@functools.cache
+def parameters(function: Any) -> frozenset[str]:
+    return frozenset(inspect.signature(function).parameters)
+
+
+LAST_PLAN: list = [None, None]
+"""The last row's (segment_context tensor, its key plan): every layer of a forward (and its
+recomputation under checkpointing) reads the same row, so its plan is built, and the
+boundaries read from the GPU, once. The tensor is held, so its identity cannot be reused."""
+
+
+def shared_keys(cu: torch.Tensor, contexts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Where each segment's keys are, as [its shared prefix, its own]: the row positions to
+    gather, the segments' cumulative key lengths (int32) and the longest."""
+    if LAST_PLAN[0] is contexts:
+        return LAST_PLAN[1]
+    bounds, pairs = cu.tolist(), contexts.tolist()
+    index, lengths = [], []
+    for (s, e), (cs, ce) in zip(zip(bounds, bounds[1:]), pairs):
+        index.extend(range(cs, ce))
+        index.extend(range(s, e))
+        lengths.append(ce - cs + e - s)
+    cu_k = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+    plan = (torch.tensor(index).to(cu.device), cu_k.to(cu.device), max(lengths))
+    LAST_PLAN[:] = [contexts, plan]
+    return plan
 
 
 def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bounds: list[int],
@@ -121,7 +135,8 @@ def check(heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype, device: 
     found = None
     for ctx in (None, contexts):
         try:
-            got = attention(q, k, v, cu, 37, None, ctx)
+            got = attention(q, k, v, cu, 37, None, ctx and torch.tensor(ctx, dtype=torch.int32,
+                                                                        device=device))
             got_grads = torch.autograd.grad(got, (q, k, v), grad)
         except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
             found = f"its kernel refused {dtype} with {heads}/{kv_heads} heads of {head_dim} " \

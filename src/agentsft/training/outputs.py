@@ -33,6 +33,17 @@ def gathered_weights(trainer: Any) -> dict | None:
     from agentsft.training.launch import sharding
     if sharding() is None:
         return None
+    return whole_weights(trainer)
+
+
+def whole_weights(trainer: Any) -> dict:
+    """The model's weights gathered whole from every process's shards (every process calls
+    this together; the main one gets them). Under FSDP2 the trained ones only: an adapter
+    needs no copy of the frozen base in host memory (a full fine-tune trains them all)."""
+    if trainer.is_fsdp_enabled and trainer.accelerator.is_fsdp2:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        return get_model_state_dict(trainer.model, options=StateDictOptions(
+            full_state_dict=True, cpu_offload=True, ignore_frozen_params=True))
     model = trainer.model_wrapped if trainer.is_deepspeed_enabled else trainer.model
     return trainer.accelerator.get_state_dict(model)
 

@@ -31,6 +31,7 @@ from agentsft.errors import AgentsftError
 from agentsft.hub import world_size
 from agentsft.training.callbacks import RunLog, ToolEval
 from agentsft.training.model import checkpointing, precision_flags
+from agentsft.training.outputs import whole_weights
 from agentsft.training.rows import Rows
 from agentsft.training.rundir import CHECKPOINT, RunDir, checkpoint_steps, read_best
 
@@ -260,7 +261,7 @@ class AgentTrainer(Trainer):
         plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
         if not self.is_fsdp_enabled or "FULL_STATE_DICT" in str(plugin.state_dict_type):
             return  # the Trainer saved them whole (one process, DDP, DeepSpeed, full dicts)
-        weights = self.accelerator.get_state_dict(self.model)
+        weights = whole_weights(self)
         if self.args.should_save:
             self.accelerator.unwrap_model(self.model).save_pretrained(folder, state_dict=weights)
 
