@@ -20,12 +20,13 @@ platforms=""
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 \
          manylinux2014_x86_64 manylinux1_x86_64; do platforms="$platforms --platform $p"; done
 # Versions: transformers and datasets at agentsft's floors (scripts/test_floors.sh), which
-# take the device's huggingface_hub 1.x; each package's own needs that the device lacks.
+# take the device's huggingface_hub 1.x; each package's own needs that the device lacks
+# (regex: transformers checks its version on import).
 pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $platforms \
   -d .whl transformers==5.23.0 datasets==4.2.0 dill==0.4.0 multiprocess==0.70.16 \
   gguf==0.17.1 trl==1.16.0 liger-kernel==0.8.5 bitsandbytes==0.50.2 hjson==3.1.0 \
   pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 \
-  nltk==3.10.4 defusedxml==0.7.1 peft==0.21.2
+  nltk==3.10.4 defusedxml==0.7.1 peft==0.21.2 regex==2026.12.2
 # Only source distributions on PyPI: built here (pure Python; DeepSpeed's ops are compiled
 # on the GPU machine when a run first needs one).
 DS_BUILD_OPS=0 pip wheel --no-deps --no-build-isolation -w .whl deepspeed==0.19.8 rouge-score==0.1.2
