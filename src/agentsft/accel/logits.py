@@ -116,7 +116,7 @@ def fused_misfit(dtype: torch.dtype, device: str) -> str | None:
     layer's weight) differ from ``cross_entropy(linear(h, W).float())`` summed, in
     ``dtype`` on ``device``, on random values."""
     try:
-        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+        liger = liger_linear_ce()
     except ImportError:
         return "liger-kernel is not installed (pip install liger-kernel: less memory)"
     gen = torch.Generator().manual_seed(0)
@@ -124,7 +124,7 @@ def fused_misfit(dtype: torch.dtype, device: str) -> str | None:
             for n in (40, 1000))
     targets = torch.randint(0, 1000, (40,), generator=gen).to(device)
     try:
-        got = LigerFusedLinearCrossEntropyLoss(reduction="sum")(w, h, targets)
+        got = liger(w, h, targets)
         got_grads = torch.autograd.grad(got, (h, w))
     except (RuntimeError, ValueError, TypeError, AssertionError) as e:
         return f"its kernel failed on {dtype} ({str(e).strip().splitlines()[0][:120]})"
@@ -135,6 +135,18 @@ def fused_misfit(dtype: torch.dtype, device: str) -> str | None:
     return None
 
 
+def liger_linear_ce() -> Any:
+    """Liger's fused linear cross-entropy, summed, as training uses it and
+    :func:`fused_misfit` checks it (ImportError without liger-kernel)."""
+    import inspect
+
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+    # A trained output layer's gradient summed over chunks in float32, not bf16.
+    wide = ({"accum_dtype": torch.float32} if "accum_dtype" in
+            inspect.signature(LigerFusedLinearCrossEntropyLoss).parameters else {})
+    return LigerFusedLinearCrossEntropyLoss(reduction="sum", **wide)
+
+
 class FusedLoss:
     """The summed cross-entropy of the trained tokens from the output layer's input, in the
     compute ``dtype``; call as ``loss, n = fused(model, batch, labels)``. ``linear_ce(weight,
@@ -142,15 +154,7 @@ class FusedLoss:
     unless given."""
 
     def __init__(self, dtype: torch.dtype, linear_ce: Any = None):
-        if linear_ce is None:
-            import inspect
-
-            from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
-            # A trained output layer's gradient summed over chunks in float32, not bf16.
-            wide = ({"accum_dtype": torch.float32} if "accum_dtype" in
-                    inspect.signature(LigerFusedLinearCrossEntropyLoss).parameters else {})
-            linear_ce = LigerFusedLinearCrossEntropyLoss(reduction="sum", **wide)
-        self.loss, self.dtype = linear_ce, dtype
+        self.loss, self.dtype = linear_ce or liger_linear_ce(), dtype
 
     def __call__(self, model: Any, batch: dict[str, Any], labels: torch.Tensor
                  ) -> tuple[torch.Tensor, int]:

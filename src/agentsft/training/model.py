@@ -92,6 +92,12 @@ def precision_flags(cfg: Config, device: str) -> dict[str, bool]:
     return {"bf16": p == "bf16", "fp16": p == "fp16"}
 
 
+def compute_dtype(cfg: Config, device: str) -> torch.dtype | None:
+    """The dtype mixed precision computes in (None: the weights' own, fp32 training)."""
+    flags = precision_flags(cfg, device)
+    return torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else None
+
+
 def use_adapter_base(cfg: Config) -> None:
     """Continue an adapter on the model it was trained on: its recorded base replaces the
     default model; a different explicit --model is kept, with a note."""
@@ -143,8 +149,8 @@ def activation_bytes(config: Any, tokens: int, dropout: bool = False) -> int | N
     pass over ``tokens`` tokens (None where the config lacks its shape): per layer and token
     40 h + 8 kv + 14 i bytes (width h, key/value width kv, MLP width i), and 3 (6 h + i) more
     for LoRA's dropout (a copy and a mask of each adapted layer's input). Fitted to what
-    autograd saves for Llama-shaped layers (tests/test_train.py measures it: within 0.8 to
-    1.3 of the saved bytes)."""
+    autograd saves for Llama-shaped layers (tests/test_gpu_paths.py measures it: within 0.8
+    to 1.3 of the saved bytes)."""
     config = getattr(config, "text_config", None) or config
     h = getattr(config, "hidden_size", None)
     layers = getattr(config, "num_hidden_layers", None)

@@ -30,7 +30,7 @@ from agentsft.data.tokenize import IGNORE_INDEX
 from agentsft.errors import AgentsftError
 from agentsft.hub import world_size
 from agentsft.training.callbacks import RunLog, ToolEval
-from agentsft.training.model import checkpointing, precision_flags
+from agentsft.training.model import checkpointing, compute_dtype, precision_flags
 from agentsft.training.outputs import whole_weights
 from agentsft.training.rows import Rows
 from agentsft.training.rundir import CHECKPOINT, RunDir, checkpoint_steps, read_best
@@ -284,8 +284,7 @@ def build_trainer(cfg: Config, run: RunDir, model: Any, tokenizer: Any, template
     where asked, tool-call evaluation while training."""
     t = cfg.training
     train_rows, val_rows, val_convs = rows
-    flags = precision_flags(cfg, device)
-    compute = torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else None
+    compute = compute_dtype(cfg, device)
     packed, restore = start_packing(model, t.packing, device, t.fast_path != "off", compute)
     share = shares_prefixes(model, packed, t.group_by_prefix, noisy=bool(t.neftune_alpha))
     t.gradient_checkpointing = checkpointing(cfg, model, device)  # resolved: config.yaml says it
